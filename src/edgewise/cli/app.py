@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
+
+# typer >= 0.29 carries its own click; its usage errors are not importable from typer's top level.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from edgewise.errors import UserError
 
@@ -34,12 +36,14 @@ def run_app(argv: list[str] | None = None) -> int:
         result = command.main(args=argv, prog_name="edgewise", standalone_mode=False)
     except UserError as exc:
         fail(str(exc))
-    except click.exceptions.UsageError as exc:
-        hint = f" (see 'edgewise {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx else ""
-        fail(f"{exc.format_message()}{hint}" if exc.ctx and exc.ctx.parent else exc.format_message())
-    except click.exceptions.Abort:
+    except NoArgsIsHelpError:
+        return 0
+    except UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx else "edgewise"
+        fail(f"{exc.format_message()} (try '{path} --help')")
+    except typer.Abort:
         fail("aborted")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
     except FileNotFoundError as exc:
         fail(f"no such file: {exc.filename}")
