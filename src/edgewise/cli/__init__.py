@@ -1,9 +1,11 @@
 """The `edgewise` command line: one small module per command group, all on one app."""
 
 from edgewise.cli import (  # noqa: F401  (each module registers its commands on `app`)
+    cost,
     data,
     demo,
     models,
+    train,
 )
 from edgewise.cli.app import app, main, run_app
 
