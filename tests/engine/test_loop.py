@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
-from train_worker import tiny_model, tiny_splits
 
 from edgewise.engine import History, TrainConfig, TrainingDiverged, evaluate, fit
 from edgewise.engine.loop import cross_entropy
 from edgewise.errors import DataError, ParameterError, UserError
+from tests.engine.train_worker import tiny_model, tiny_splits
 
 FAST = dict(batch_size=32, lr=0.05, device="cpu", threads=1)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_worker import train
+
+from tests.engine.train_worker import train
 
 WORKER = Path(__file__).with_name("train_worker.py")
 

@@ -4,7 +4,10 @@ from edgewise.cli import (  # noqa: F401  (each module registers its commands on
     cost,
     data,
     demo,
+    exits,
+    finetune,
     models,
+    prune,
     train,
 )
 from edgewise.cli.app import app, main, run_app

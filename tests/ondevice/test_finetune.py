@@ -1,0 +1,81 @@
+"""The fine-tuning runner: budgets are kept or fail loudly, full selection trains exactly as
+vanilla, and the transfer tasks split the classes."""
+
+import pytest
+import torch
+
+from edgewise.engine import TrainConfig
+from edgewise.errors import BudgetError, UnknownNameError
+from edgewise.ondevice import FinetuneConfig, finetune, method_kind, pretrain, transfer_task
+from edgewise.ondevice.finetune import load_source, save_source
+
+
+@pytest.fixture(scope="module")
+def task_and_source():
+    task = transfer_task("synthetic", limit=48, n=300, shape=(1, 12, 12))
+    source = pretrain("resnet", task.source, width=0.25,
+                      config=TrainConfig(epochs=1, batch_size=32, device="cpu", threads=1))
+    return task, source
+
+
+def quick(method, **options):
+    return FinetuneConfig(method=method, epochs=2, timing_repeats=2, threads=1, **options)
+
+
+def test_the_task_splits_the_classes(task_and_source):
+    task, _ = task_and_source
+    assert task.source.num_classes == task.target.num_classes == 5
+    assert len(task.target.train) == 48
+
+
+@pytest.mark.parametrize("method", ["trady", "medyate", "random", "neq-budget"])
+def test_a_budgeted_method_never_exceeds_the_budget(task_and_source, method):
+    task, source = task_and_source
+    result = finetune(source, task.target, quick(method, budget_kb=25))
+    assert 0 < result.budgeted <= 25_000
+    assert all(row["peak_budgeted_bytes"] <= 25_000 for row in result.history)
+    assert all(row["trained_channels"] > 0 for row in result.history)
+
+
+def test_a_method_that_ignores_the_budget_fails_loudly_at_the_first_step(task_and_source):
+    task, source = task_and_source
+    with pytest.raises(BudgetError, match="Training step 1 holds .* over the budget of 25 kB"):
+        finetune(source, task.target, quick("full", budget_kb=25))
+
+
+def test_an_impossible_budget_is_a_clear_error(task_and_source):
+    task, source = task_and_source
+    with pytest.raises(BudgetError, match="cannot hold even the head"):
+        finetune(source, task.target, quick("trady", budget_kb=0.1))
+
+
+def test_full_selection_trains_exactly_as_vanilla(task_and_source):
+    task, source = task_and_source
+    vanilla = finetune(source, task.target, quick("vanilla"))
+    full = finetune(source, task.target, quick("full"))
+    for a, b in zip(vanilla.history, full.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert full.accuracy == vanilla.accuracy
+    assert full.gradients == vanilla.gradients
+    assert full.activations < vanilla.activations  # one-bit masks instead of float outputs
+
+
+def test_a_compressor_is_a_method_too(task_and_source):
+    task, source = task_and_source
+    vanilla = finetune(source, task.target, quick("vanilla"))
+    asi = finetune(source, task.target, quick("asi", layers=2))
+    assert asi.kind == "compression" and asi.activations < vanilla.activations
+
+
+def test_method_names_are_checked_in_one_place():
+    assert [method_kind(m) for m in ("vanilla", "trady", "asi")] == ["vanilla", "selection", "compression"]
+    with pytest.raises(UnknownNameError, match="Valid names: asi, bias-only, full, hosvd"):
+        method_kind("sgd")
+
+
+def test_the_source_model_round_trips(task_and_source, tmp_path):
+    _, source = task_and_source
+    path = save_source(tmp_path / "source", source)
+    again = load_source(path)
+    x = torch.randn(2, 1, 12, 12)
+    torch.testing.assert_close(again(x), source(x))
