@@ -51,7 +51,7 @@ def test_penalty_equals_hand_value_for_a_known_fisher(tiny_net, batch):
 
 
 def test_max_normalisation_divides_by_the_largest_entry(tiny_net, batch):
-    strategy, _ = _after_first_stage(tiny_net, batch, ewc_lambda=3.0)
+    strategy, _ = _after_first_stage(tiny_net, batch, ewc_lambda=3.0, fisher_quantile=1.0)
     weight, bias = tiny_net.stages[0][1].weight, tiny_net.stages[0][1].bias
     strategy.fisher_ = {"stages.0.1.weight": torch.full_like(weight, 2.0),
                         "stages.0.1.bias": torch.full_like(bias, 8.0)}
@@ -61,6 +61,15 @@ def test_max_normalisation_divides_by_the_largest_entry(tiny_net, batch):
     expected = 1.5 * (0.0625 + 1.0) * weight.numel()
     assert strategy.penalty(tiny_net).item() == pytest.approx(expected, rel=1e-6)
     assert strategy.stiffness()["stages.0.1.bias"].max().item() == 1.0
+
+
+def test_quantile_normalisation_clips_the_stiffest_entries(tiny_net, batch):
+    strategy, _ = _after_first_stage(tiny_net, batch, fisher_quantile=0.5)
+    strategy.fisher_ = {"a": torch.tensor([1.0, 2.0, 4.0, 100.0])}
+    # the 0.5 quantile (2nd smallest of 4) is 2.0: min(F / 2, 1)
+    assert strategy.stiffness()["a"].tolist() == [0.5, 1.0, 1.0, 1.0]
+    strategy.fisher_ = {"a": torch.tensor([0.0, 0.0, 3.0])}  # a zero quantile: no scaling
+    assert strategy.stiffness()["a"].tolist() == [0.0, 0.0, 1.0]
 
 
 def test_loss_adds_the_penalty_only_when_earlier_exits_exist(tiny_net, batch):

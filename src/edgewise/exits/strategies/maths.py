@@ -6,6 +6,7 @@ references are to /work/shared/methods/early-exit.md (sections 1.1, 1.2, 2.2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -131,6 +132,14 @@ def fisher_diagonal(net: nn.Module, exit_index: int, names: Iterable[str], data:
     for ln, p in local.items():
         out[by_id[id(p)]] = total[ln] / max(seen, 1)
     return out
+
+
+def fisher_quantile(fisher: dict[str, Tensor], q: float) -> float:
+    """The ``q`` quantile (lower, by rank) of all entries of ``fisher``; 1.0 when it is 0."""
+    flat = torch.cat([f.detach().flatten().float().cpu() for f in fisher.values()])
+    k = min(max(1, math.ceil(q * flat.numel())), flat.numel())
+    value = float(flat.kthvalue(k).values)
+    return value if value > 0 else 1.0
 
 
 def ewc_penalty(params: dict[str, Tensor], fisher: dict[str, Tensor],
