@@ -8,7 +8,9 @@ exits' log-likelihood is sensitive. ``F`` is the diagonal empirical Fisher,
 stage for the exit that stage added, at that stage's final weights, and accumulated
 across stages (``fisher_accumulate``: "sum", as in multi-task EWC, or "mean", the
 running average). Earlier heads are frozen, so only backbone parameters are
-penalised.
+penalised. EWC: Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in
+neural networks", arXiv 1612.00796; applied to sequentially added exits by
+Zniber, Karrakchou, Ghogho 2026, arXiv 2605.05358.
 
 Stability. SGD is unstable on a quadratic whose curvature ``h`` exceeds a bound set
 by the optimiser (``lr * h < 2`` plain, ``< 2 (1 + beta) / (1 + 2 beta)`` with Nesterov
@@ -20,16 +22,16 @@ enough to protect the typical weight diverges on the stiffest ones. By default
 no coordinate is stiffer than ``lambda``, the top ``1 - q`` share the full stiffness and
 the others keep their Fisher proportions (``q = 1`` is plain max-normalisation).
 The default lambda = 10 is stable up to lr ~0.13 with Nesterov momentum 0.9.
-EWC: Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in
-neural networks", arXiv 1612.00796; applied to sequentially added exits by
-Zniber, Karrakchou, Ghogho 2026, arXiv 2605.05358.
 
 Unverified:
 - the paper's lambda and Fisher variant. The quantile normalisation and clipping
   are ours (for a lambda that is stable and transfers between networks);
-  ``ewc_lambda`` and ``fisher_quantile`` were tuned so that EWC at least halves
-  plain sequential's drop of exit-1 accuracy on Fashion-MNIST (ResNet-8, three
-  exits).
+  ``ewc_lambda`` = 10 and ``fisher_quantile`` = 0.9 were tuned on Fashion-MNIST
+  (ResNet-8 at width 0.5, exits after layer1 and layer2, 10k training images, SGD
+  lr 0.1 one-cycle, 4 epochs for exit 1 then 2 per stage): plain sequential's
+  drop of exit-1 validation accuracy fell from 19.3 to 0.3 points, the final
+  exit 1.9 points below sequential's. Max-normalisation (q = 1) at lambda = 10
+  only cut the drop to 13.4 points, and lambda = 20 diverged.
 - Fisher from ``fisher_samples`` = 1024 training samples, per-sample gradients.
 """
 
