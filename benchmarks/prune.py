@@ -41,14 +41,15 @@ RECIPES = {
     "mobilenetv2": {"lr": 0.05, "weight_decay": 4e-5},
 }
 # A quarter of the remaining weights per round (the papers' half empties too much at once for
-# one-epoch fine-tunes), NEPENTHE removing layers below 0.1 bit, and a round is undone when it
-# loses more than half a point of validation accuracy.
+# one-epoch fine-tunes), NEPENTHE removing layers below 0.1 bit. A round is undone when it loses
+# more than 2 points of validation accuracy (a guard against collapse: with one-epoch
+# fine-tunes on this CPU budget, a half-point guard undoes every round; see the results).
 METHODS = {
     "egp": {"ratio": 0.25},
     "nepenthe": {"ratio": 0.25, "threshold": 0.1},
     "tlc": {},
 }
-TOLERANCE = 0.005
+TOLERANCE = 0.02
 TARGETS = {"removed_fraction": 0.5, "accuracy_drop": 0.005, "speedup_b1": 1.3,
            "max_abs_difference": 1e-4}
 
@@ -74,11 +75,11 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
 
 
 def run_method(model, splits, method: str, args, device: str) -> dict:
-    finetune = engine.TrainConfig(epochs=args.finetune_epochs, lr=0.01, schedule="cosine",
+    finetune = engine.TrainConfig(epochs=args.finetune_epochs, lr=0.005, schedule="cosine",
                                   augment=True, device=device, threads=1)
     started = time.perf_counter()
     depth_pruner = pruner(method, rounds=args.rounds, tolerance=TOLERANCE, samples=args.samples,
-                          **METHODS[method])
+                          final_epochs=args.final_epochs, **METHODS[method])
     outcome = reduce_depth(model, splits, depth_pruner, finetune,
                            timer=Timer(batch=1, threads=1, repeats=args.repeats),
                            repeats={1: args.repeats, 256: args.repeats_b256}, threads=1)
@@ -125,8 +126,9 @@ def main() -> None:
                         help="where to train (latency is always measured on the CPU)")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs of the baselines")
     parser.add_argument("--limit", type=int, default=6000, help="cap on each split's size")
-    parser.add_argument("--rounds", type=int, default=12, help="most pruning rounds per method")
+    parser.add_argument("--rounds", type=int, default=9, help="most pruning rounds per method")
     parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs per round")
+    parser.add_argument("--final-epochs", type=int, default=2, help="epochs of the last fine-tune")
     parser.add_argument("--samples", type=int, default=1000, help="inputs for neuron states")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1")
     parser.add_argument("--repeats-b256", type=int, default=5, help="timed calls at batch 256")
@@ -137,7 +139,7 @@ def main() -> None:
                         help="result file (the plot goes beside it, as .png)")
     args = parser.parse_args()
     if args.quick:
-        args.epochs, args.limit, args.rounds, args.samples = 1, 2000, 2, 500
+        args.epochs, args.limit, args.rounds, args.samples, args.final_epochs = 1, 2000, 2, 500, 1
         args.repeats, args.repeats_b256 = 10, 2
     device = str(engine.resolve_device(args.device))
     torch.set_num_threads(1)  # latency is measured on one thread; training is as fast here

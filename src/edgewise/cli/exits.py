@@ -63,7 +63,7 @@ def print_evaluation(result: exits.ExitEvaluation, title: str) -> None:
 def train_command(
     model_name: str = typer.Argument(..., metavar="MODEL", help="Zoo model (see 'edgewise models list')."),
     data_name: str = typer.Option(..., "--data", help="Dataset (see 'edgewise data list')."),
-    exit_points: str = typer.Option("0.25,0.5,0.75", "--exits", help=EXITS_HELP),
+    exit_points: str = typer.Option("0.33,0.66", "--exits", help=EXITS_HELP),
     head: str = typer.Option("pool-linear", "--head", help="Exit head: pool-linear or conv-pool-linear."),
     strategy: str = typer.Option("joint", "--strategy", help="Training strategy (joint, cgt-hard, ...)."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs (per stage for staged strategies)."),

@@ -268,9 +268,9 @@ class EarlyExitNetwork(nn.Module):
                 logits = self.heads[e](x)
                 score, state = rule.score(logits, state)
                 if score.item() >= policy.thresholds[e]:
-                    return logits.argmax(dim=1), torch.tensor([e])
+                    return logits.argmax(dim=1), torch.tensor([e], device=x.device)
         logits = self.heads[last](self.stages[last](x))
-        return logits.argmax(dim=1), torch.tensor([last])
+        return logits.argmax(dim=1), torch.tensor([last], device=x.device)
 
 
 def _spec_or_none(model: nn.Module) -> dict[str, Any] | None:

@@ -2,11 +2,14 @@
 
 The static baseline is the network without exits (every stage, then the final head) at
 its best in plain PyTorch: eval and inference mode, and channels-last memory where that
-is faster on this machine. The dynamic network gets the same treatment. Batched speed is
-the median time of a pass over the same batches; batch-1 speed the median over inputs of
-each input's median time (so an input that leaves early counts as fast). The speed-up the
-cost model predicts is ``1 / expected latency fraction`` from the exit distribution and
-the stage and head latencies profiled at the batch size in use.
+is faster on this machine. The dynamic network gets the same treatment. The two are timed
+in alternation (static, dynamic, static, ...) so that a change in the machine's load hits
+both alike. Batched: the median over rounds of a pass over the same batches, and the
+speed-up as the median of the rounds' ratios. Batch 1: the median over inputs of each
+input's median time (an input that leaves early counts as fast), and the speed-up as the
+ratio of those medians. The speed-up the cost model predicts is
+``1 / expected latency fraction``, from the exit distribution and the stage and head
+latencies profiled at the batch size in use.
 """
 
 from __future__ import annotations
@@ -84,30 +87,50 @@ def compare(
     sx = [b.contiguous(memory_format=FORMATS[static_format]) for b in batches]
     with torch.inference_mode():
         exits = torch.cat([fast.infer(b, policy)[1] for b in batches])
+        if batch_size == 1:
+            static_s, dynamic_s = _alternate_each(lambda x: static(x),
+                                                  lambda x: fast.infer(x, policy),
+                                                  list(zip(sx, batches, strict=True)), repeats)
+            speedup = static_s / dynamic_s
+        else:
+            static_s, dynamic_s, speedup = _alternate(lambda: [static(x) for x in sx],
+                                                      lambda: [fast.infer(x, policy) for x in batches],
+                                                      repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    if batch_size == 1:
-        static_s = _median_each(lambda x: static(x), sx, repeats)
-        dynamic_s = _median_each(lambda x: fast.infer(x, policy), batches, repeats)
-    else:
-        static_s = time_it(lambda: [static(x) for x in sx], warmup=1, repeats=repeats,
-                           inference=True).median_s
-        dynamic_s = time_it(lambda: [fast.infer(x, policy) for x in batches], warmup=1,
-                            repeats=repeats, inference=True).median_s
     reach = fast.costs("latency", batch_size).fractions(policy.evaluated(net.num_exits))
     expected = float((torch.tensor(distribution, dtype=torch.float64) * reach).sum())
-    return Speed(batch_size, static_s, dynamic_s, static_s / dynamic_s, 1 / expected,
+    return Speed(batch_size, static_s, dynamic_s, speedup, 1 / expected,
                  distribution, torch.get_num_threads(), static_format, dynamic_format)
 
 
-def _median_each(fn: Callable[[Tensor], object], inputs: list[Tensor], repeats: int) -> float:
-    """Median over inputs of each input's median time over `repeats` calls (after one warm-up)."""
-    times = [[] for _ in inputs]
-    with torch.inference_mode():
-        for x in inputs[:5]:
-            fn(x)
-        for _ in range(repeats):
-            for i, x in enumerate(inputs):
-                start = time.perf_counter()
-                fn(x)
-                times[i].append(time.perf_counter() - start)
-    return statistics.median(statistics.median(t) for t in times)
+def _alternate(static: Callable[[], object], dynamic: Callable[[], object],
+               repeats: int) -> tuple[float, float, float]:
+    """Median seconds of each, and the median of their per-round ratios, timed in turn."""
+    static(), dynamic()  # warm-up
+    rounds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        static()
+        middle = time.perf_counter()
+        dynamic()
+        rounds.append((middle - start, time.perf_counter() - middle))
+    return (statistics.median(s for s, _ in rounds), statistics.median(d for _, d in rounds),
+            statistics.median(s / d for s, d in rounds))
+
+
+def _alternate_each(static: Callable[[Tensor], object], dynamic: Callable[[Tensor], object],
+                    inputs: list[tuple[Tensor, Tensor]], repeats: int) -> tuple[float, float]:
+    """Median over inputs of each input's median time, static and dynamic timed in turn."""
+    times = [([], []) for _ in inputs]
+    for s, d in inputs[:5]:  # warm-up
+        static(s), dynamic(d)
+    for _ in range(repeats):
+        for (s, d), (static_times, dynamic_times) in zip(inputs, times, strict=True):
+            start = time.perf_counter()
+            static(s)
+            middle = time.perf_counter()
+            dynamic(d)
+            static_times.append(middle - start)
+            dynamic_times.append(time.perf_counter() - middle)
+    return (statistics.median(statistics.median(s) for s, _ in times),
+            statistics.median(statistics.median(d) for _, d in times))

@@ -14,12 +14,14 @@ through `edgewise.engine.fit`, the rollback and the merge planning:
    NEPENTHE halve their budget, TLC leaves that layer alone;
 2. at the end, with ``merge=True``, plan which linear runs are worth merging
    (`fold.plan_padding`, timed), move their paddings so that the merges will be
-   exact, and fine-tune once more (undone if that loses more than `tolerance`).
+   exact, and fine-tune once more (``final_epochs``; undone if that loses more
+   than `tolerance`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -45,13 +47,16 @@ class PrunerParams:
     validation accuracy (a fraction, 0.005 = half a point) a round may lose
     against the unpruned model before it is undone; None never undoes. merge: plan the
     merges and move paddings before a last fine-tune. samples: training inputs
-    used to record neuron states (None: all).
+    used to record neuron states (None: all). final_epochs: epochs of that last
+    fine-tune, run even when no padding moved (None: the rounds' epochs, and
+    only when paddings moved).
     """
 
     rounds: int = 5
     tolerance: float | None = None
     merge: bool = True
     samples: int | None = 10_000
+    final_epochs: int | None = None
 
     def validate(self, owner: str) -> None:
         check_param(owner, "rounds", self.rounds, isinstance(self.rounds, int) and self.rounds >= 1,
@@ -60,6 +65,8 @@ class PrunerParams:
                     self.tolerance is None or 0 <= self.tolerance < 1, "None or in [0, 1)")
         check_param(owner, "samples", self.samples, self.samples is None or self.samples >= 1,
                     "None or >= 1")
+        check_param(owner, "final_epochs", self.final_epochs,
+                    self.final_epochs is None or self.final_epochs >= 0, "None or >= 0")
 
 
 class DepthPruner:
@@ -148,19 +155,24 @@ class DepthPruner:
                 record["undone"] = True
                 model = kept[0]
                 self.masks_.load_state_dict(kept[1])
-        if self.params.merge:
-            model = self._plan_merges(model, splits, train, floor, timer, progress)
+        model = self._close(model, splits, train, floor, timer, progress)
         self.entropy_after_ = self.entropies(model, splits)
         return model
 
-    def _plan_merges(self, model, splits, train, floor, timer, progress) -> nn.Module:
-        plans = plan_padding(model, tuple(splits.input_shape), timer)
-        self.merge_plans_ = [plan.to_dict() for plan in plans]
+    def _close(self, model, splits, train, floor, timer, progress) -> nn.Module:
+        """Plan the merges and move their paddings (with ``merge``), then the last fine-tune."""
         kept = copy.deepcopy(model)
-        if move_padding(model, plans):
-            accuracy = self.finetune(model, splits, train, progress)
-            self.history_.append({"round": "merge", "removed": linearized_names(model),
-                                  "val_accuracy": accuracy})
+        moved = []
+        if self.params.merge:
+            plans = plan_padding(model, tuple(splits.input_shape), timer)
+            self.merge_plans_ = [plan.to_dict() for plan in plans]
+            moved = move_padding(model, plans)
+        epochs = self.params.final_epochs
+        if (moved and epochs != 0) or epochs:
+            config = train if epochs is None else dataclasses.replace(train, epochs=epochs)
+            accuracy = self.finetune(model, splits, config, progress)
+            self.history_.append({"round": "final", "removed": linearized_names(model),
+                                  "padding_moved": moved, "val_accuracy": accuracy})
             if floor is not None and accuracy < floor:
                 self.history_[-1]["undone"] = True
                 self.merge_plans_ = []
