@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -60,8 +61,8 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
     model = models.build(name, splits.num_classes, splits.input_shape, **MODELS[name])
     config = engine.TrainConfig(epochs=epochs, schedule="onecycle", augment=True, device=device,
                                 threads=1, **RECIPES[name])
-    key = {"spec": models.spec_of(model), "config": config.to_dict(), "data": splits.name,
-           "train": len(splits.train)}
+    key = json.loads(json.dumps({"spec": models.spec_of(model), "config": config.to_dict(),
+                                 "data": splits.name, "train": len(splits.train)}))
     stored = None if cache is None else cache / f"{name}.safetensors"
     if stored is not None and stored.is_file():
         tensors, meta = engine.load_checkpoint(stored)
