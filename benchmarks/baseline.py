@@ -28,10 +28,13 @@ MODELS = {
 
 
 def benchmark_model(
-    name: str, kwargs: dict, splits: data.Splits, epochs: int, device: str, repeats: int
+    name: str, kwargs: dict, splits: data.Splits, epochs: int, device: str, repeats: int,
+    threads: int | None,
 ) -> dict:
+    """Train `name` with its family's recipe (as `edgewise train` does), then test and time it."""
     model = models.build(name, splits.num_classes, splits.input_shape, **kwargs)
-    config = engine.TrainConfig(epochs=epochs, seed=0, device=device, augment=True)
+    config = engine.TrainConfig(epochs=epochs, seed=0, device=device, threads=threads,
+                                **engine.recipe(name, epochs))
     history = engine.fit(model, splits, config, progress=True)
     test = engine.evaluate(model, splits.test, device=device)
     model = model.cpu().eval()
@@ -39,7 +42,7 @@ def benchmark_model(
     macs = cost.count_macs(model, images[:1])
     batch = images[:256]
     with torch.inference_mode():
-        timing = cost.time_it(lambda: model(batch), warmup=2, repeats=repeats)
+        timing = cost.time_it(lambda: model(batch), warmup=2, repeats=repeats, threads=threads)
     seconds = history["seconds"]
     return {
         "model": name,
@@ -58,15 +61,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch on 1000 images")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--limit", type=int, default=None, help="cap on each split's size")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args()
-    epochs, limit, repeats = (1, 1000, 3) if args.quick else (args.epochs, None, 15)
+    epochs, limit, repeats = (1, 1000, 3) if args.quick else (args.epochs, args.limit, 15)
     device = str(engine.resolve_device(args.device))
 
     splits = data.load("fashion-mnist", limit=limit)
-    rows = [benchmark_model(n, kw, splits, epochs, device, repeats) for n, kw in MODELS.items()]
+    rows = [benchmark_model(n, MODELS[n], splits, epochs, device, repeats, args.threads)
+            for n in args.models]
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"dataset": splits.name, "epochs": epochs, "quick": args.quick, "models": rows}
+    payload = {"dataset": splits.name, "epochs": epochs, "quick": args.quick,
+               "augment": False, "train_images": len(splits.train), "test_images": len(splits.test), "models": rows}
     report.write_result(RESULTS / "baseline.json", payload, kind="baseline")
     report.bar_plot(
         RESULTS / "baseline.png",

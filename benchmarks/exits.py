@@ -128,17 +128,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2000 images, 1 epoch")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of each training stage")
     parser.add_argument("--limit", type=int, default=None, help="cap on each split's size")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for training (default: torch's); timing uses torch's")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to train (timing is always on the CPU)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     epochs, limit = (1, 2000) if args.quick else (args.epochs, args.limit)
     device = str(engine.resolve_device(args.device))
     splits = data.load("fashion-mnist", limit=limit)
-    config = engine.TrainConfig(epochs=epochs, lr=0.1, schedule="onecycle", seed=0,
-                                device=device, augment=True)
+    config = engine.TrainConfig(epochs=epochs, seed=0, device=device, threads=args.threads,
+                                **engine.recipe("resnet", epochs))
 
     engine.seed_everything(0)
     backbone = models.build("resnet", splits.num_classes, splits.input_shape)

@@ -33,3 +33,24 @@ def test_compare_reports_the_policy_it_ran(trained, splits, batch_size):
     assert speed.static_s > 0 and speed.dynamic_s > 0 and speed.predicted_speedup > 0
     assert speed.speedup > 0  # batched: the median of per-round ratios
     assert not trained.training  # the network given is left as it was
+
+
+@pytest.mark.parametrize(("values", "weights", "expected"), [
+    ([1.0, 2.0, 3.0], [0.2, 0.2, 0.6], 3.0),   # most inputs at the slowest exit
+    ([1.0, 2.0, 3.0], [0.5, 0.1, 0.4], 1.0),   # half leave first: the lower median
+    ([3.0, 1.0, 2.0], [0.3, 0.3, 0.4], 2.0),   # values need not come sorted
+])
+def test_weighted_median_by_hand(values, weights, expected):
+    from edgewise.exits.speed import _weighted_median
+
+    assert _weighted_median(values, weights) == expected
+
+
+def test_predicted_speedup_of_the_disabled_policy_is_about_one(trained, splits):
+    from edgewise.exits.speed import predict_speedup
+
+    images = splits.test.tensors[0][:64]
+    everyone_last = [0.0] * (trained.num_exits - 1) + [1.0]
+    disabled = Policy.disabled("max-prob", trained.num_exits).evaluated(trained.num_exits)
+    # the same stages and final head are timed for both sides: only timing noise remains
+    assert predict_speedup(trained.eval(), everyone_last, disabled, images, 64) == pytest.approx(1, abs=0.5)

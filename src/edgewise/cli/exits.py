@@ -16,7 +16,7 @@ import typer
 
 from edgewise import data, engine, exits, models, report
 from edgewise.cli.app import app, console
-from edgewise.cli.train import FAMILY_RECIPES, NO_FLIP, RECIPE
+from edgewise.cli.train import NO_FLIP
 from edgewise.errors import ParameterError, UserError
 from edgewise.exits.speed import compare
 from edgewise.exits.strategies import STRATEGIES
@@ -87,8 +87,7 @@ def train_command(
     run_dir = Path("runs") / (name or f"exits-{model_name}-{data_name}-{strategy}")
     if run_dir.exists():
         raise UserError(f"The run folder {run_dir} already exists; pass --name for a new run.")
-    recipe = RECIPE | FAMILY_RECIPES.get(model_name, {}) | ({"lr": lr} if lr else {})
-    recipe["warmup_epochs"] = max(0, min(recipe["warmup_epochs"], epochs - 1))
+    recipe = engine.recipe(model_name, epochs) | ({"lr": lr} if lr else {})
     config = engine.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device,
                                 augment=True, hflip=data_name not in NO_FLIP, **recipe)
     splits = data.load(data_name, root=root, limit=limit)

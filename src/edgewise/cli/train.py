@@ -17,29 +17,6 @@ from edgewise import cost, data, engine, models, report
 from edgewise.cli.app import app, console
 from edgewise.errors import UserError
 
-# The default recipe (optimizer, peak lr, schedule, weight decay, warm-up epochs) and each
-# family's changes to it; the resnet one (SGD with Nesterov momentum, peak lr 0.1, one-cycle)
-# is meant to take resnet-8 past 92 % test accuracy on Fashion-MNIST in 10 epochs.
-# Augmentation is off by default: in short runs it slows learning more than it helps
-# (resnet-8, 4 epochs on 12k Fashion-MNIST images: 86.2 % test accuracy without, 80.6 % with).
-RECIPE = {
-    "optimizer": "sgd",
-    "lr": 0.05,
-    "schedule": "onecycle",
-    "weight_decay": 5e-4,
-    "warmup_epochs": 0,
-}
-FAMILY_RECIPES: dict[str, dict] = {
-    "mobilenetv2": {"weight_decay": 4e-5},
-    "resnet": {"lr": 0.1},
-    "vit": {
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "schedule": "cosine",
-        "weight_decay": 0.05,
-        "warmup_epochs": 1,
-    },
-}
 # Data whose classes change when mirrored: augmentation crops them but never flips them.
 NO_FLIP = ("digits", "mnist")
 
@@ -85,8 +62,7 @@ def train_command(
 ) -> None:
     """Train MODEL on a dataset, then print its test accuracy, MACs, parameters and time per epoch."""
     models.model_defaults(model_name)  # an unknown model name fails before the data is read
-    recipe = RECIPE | FAMILY_RECIPES.get(model_name, {})
-    recipe["warmup_epochs"] = max(0, min(recipe["warmup_epochs"], epochs - 1))
+    recipe = engine.recipe(model_name, epochs)
     run_dir = Path("runs") / (name or f"{model_name}-{data_name}")
     if run_dir.exists() and not resume:
         raise UserError(

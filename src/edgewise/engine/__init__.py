@@ -7,6 +7,7 @@
 from edgewise.engine.checkpoint import load_checkpoint, save_checkpoint
 from edgewise.engine.config import TrainConfig
 from edgewise.engine.loop import TrainingDiverged, evaluate, fit
+from edgewise.engine.recipes import recipe
 from edgewise.engine.runtime import resolve_device, seed_everything
 from edgewise.engine.state import History, TrainState
 
@@ -18,6 +19,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_checkpoint",
+    "recipe",
     "resolve_device",
     "save_checkpoint",
     "seed_everything",

@@ -252,7 +252,7 @@ class EarlyExitNetwork(nn.Module):
             if gone.numel() == remaining.numel():
                 return predictions, exits
             kept = (~leave).nonzero().squeeze(1)
-            x = x.index_select(0, kept)
+            x = x[kept]  # keeps the memory format (index_select makes channels-last contiguous)
             remaining = remaining.index_select(0, kept)
             state = None if state is None else tuple(s.index_select(0, kept) for s in state)
         logits = self.heads[last](self.stages[last](x))

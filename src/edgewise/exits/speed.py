@@ -7,17 +7,18 @@ in alternation (static, dynamic, static, ...) so that a change in the machine's 
 both alike. Batched: the median over rounds of a pass over the same batches, and the
 speed-up as the median of the rounds' ratios. Batch 1: the median over inputs of each
 input's median time (an input that leaves early counts as fast), and the speed-up as the
-ratio of those medians. The speed-up the cost model predicts is
-``1 / expected latency fraction``, from the exit distribution and the stage and head
-latencies profiled at the batch size in use.
+ratio of those medians. The speed-up the cost model predicts comes from the exit
+distribution and each stage's and head's latency profiled on the inputs that reach it
+(see `predict_speedup`).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -53,15 +54,26 @@ def static_network(net: EarlyExitNetwork) -> nn.Sequential:
     return nn.Sequential(*net.stages, net.heads[-1])
 
 
-def fastest_format(module: nn.Module, run: Callable[[nn.Module, Tensor], object], x: Tensor) -> str:
-    """"channels_last" or "contiguous", whichever runs ``run(module, x)`` faster here."""
-    times = {}
+def fastest_format(module: nn.Module, run: Callable[[nn.Module, Tensor], object], x: Tensor,
+                   repeats: int = 15) -> str:
+    """"channels_last" or "contiguous", whichever runs ``run(module, x)`` faster here.
+
+    The two are timed in alternation, so that a change in the machine's load hits both alike.
+    """
+    candidates = {}
     for name, memory_format in FORMATS.items():
         candidate = copy.deepcopy(module).to(memory_format=memory_format).eval()
         xs = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
-        times[name] = time_it(lambda c=candidate, xs=xs: run(c, xs), warmup=2, repeats=7,
-                              inference=True).median_s
-    return min(times, key=times.get)
+        candidates[name] = (candidate, xs)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    with torch.inference_mode():
+        for round_ in range(repeats + 2):
+            for name, (candidate, xs) in candidates.items():
+                start = time.perf_counter()
+                run(candidate, xs)
+                if round_ >= 2:  # the first two rounds warm up
+                    times[name].append(time.perf_counter() - start)
+    return min(times, key=lambda name: statistics.median(times[name]))
 
 
 def compare(
@@ -75,32 +87,73 @@ def compare(
     """Time `net.infer` with `policy` against the static network on `images` (N, C, H, W).
 
     Batch size 1 times each of the N inputs alone (N small, e.g. 200); a larger batch
-    size times passes over ``images`` split into batches. `net` is left as it was.
+    size times passes over ``images`` split into batches. Both networks run in the memory
+    format fastest for the static one, so that the only difference is the exits. `net`
+    is left as it was.
     """
     net = copy.deepcopy(net).cpu().eval()
-    static = static_network(net)
     batches = list(images.split(batch_size))
-    static_format = fastest_format(static, lambda m, x: m(x), batches[0])
-    dynamic_format = fastest_format(net, lambda m, x: m.infer(x, policy), batches[0])
-    static = static.to(memory_format=FORMATS[static_format])
-    fast = copy.deepcopy(net).set_memory_format(FORMATS[dynamic_format])
-    sx = [b.contiguous(memory_format=FORMATS[static_format]) for b in batches]
+    memory_format = fastest_format(static_network(net), lambda m, x: m(x), batches[0])
+    fast = net.set_memory_format(FORMATS[memory_format])
+    static = static_network(fast)
+    xs = [b.contiguous(memory_format=FORMATS[memory_format]) for b in batches]
     with torch.inference_mode():
-        exits = torch.cat([fast.infer(b, policy)[1] for b in batches])
+        exits = torch.cat([fast.infer(b, policy)[1] for b in xs])
         if batch_size == 1:
-            static_s, dynamic_s = _alternate_each(lambda x: static(x),
-                                                  lambda x: fast.infer(x, policy),
-                                                  list(zip(sx, batches, strict=True)), repeats)
+            static_s, dynamic_s = _alternate_each(static, lambda x: fast.infer(x, policy), xs, repeats)
             speedup = static_s / dynamic_s
         else:
-            static_s, dynamic_s, speedup = _alternate(lambda: [static(x) for x in sx],
-                                                      lambda: [fast.infer(x, policy) for x in batches],
+            static_s, dynamic_s, speedup = _alternate(lambda: [static(x) for x in xs],
+                                                      lambda: [fast.infer(x, policy) for x in xs],
                                                       repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    reach = fast.costs("latency", batch_size).fractions(policy.evaluated(net.num_exits))
-    expected = float((torch.tensor(distribution, dtype=torch.float64) * reach).sum())
-    return Speed(batch_size, static_s, dynamic_s, speedup, 1 / expected,
-                 distribution, torch.get_num_threads(), static_format, dynamic_format)
+    predicted = predict_speedup(fast, distribution, policy.evaluated(net.num_exits), xs[0],
+                                batch_size)
+    return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
+                 torch.get_num_threads(), memory_format, memory_format)
+
+
+def predict_speedup(net: EarlyExitNetwork, distribution: Sequence[float],
+                    evaluated: Sequence[bool], example: Tensor, batch_size: int) -> float:
+    """The speed-up the latency cost model predicts from the exit distribution.
+
+    Each stage and head is timed alone (`edgewise.cost.time_it`) on the number of inputs
+    that reach it in a batch of `batch_size` (``batch_size`` times the fraction that has not
+    left yet), because on a CPU the time per input depends on the batch size (caches).
+    The index bookkeeping of `infer` is what the model leaves out. Batch size 1 predicts
+    the ratio of median latencies (the statistic `compare` measures there), larger batches
+    the ratio of a batch's time. `example` is one batch of inputs, in `net`'s memory format.
+    """
+    reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
+    sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
+    x = example[:batch_size]
+    stage_s, head_s, static_s = [], [], 0.0
+    with torch.inference_mode():
+        for e, (stage, head) in enumerate(zip(net.stages, net.heads, strict=True)):
+            static_s += _seconds(stage, x)
+            stage_s.append(_seconds(stage, x[: sizes[e]]) if sizes[e] else 0.0)
+            x = stage(x)
+            runs = sizes[e] and (evaluated[e] or e == len(net.stages) - 1)
+            head_s.append(_seconds(head, x[: sizes[e]]) if runs else 0.0)
+        static_s += _seconds(net.heads[-1], x)
+    if batch_size > 1:
+        return static_s / sum(stage_s + head_s)
+    per_exit = list(itertools.accumulate(s + h for s, h in zip(stage_s, head_s, strict=True)))
+    return static_s / _weighted_median(per_exit, distribution)
+
+
+def _seconds(module: nn.Module, x: Tensor) -> float:
+    return time_it(lambda: module(x), warmup=3, repeats=15).median_s
+
+
+def _weighted_median(values: Sequence[float], weights: Sequence[float]) -> float:
+    """The value at which the weights, taken in order of value, first reach half their sum."""
+    total, half = 0.0, sum(weights) / 2
+    for value, weight in sorted(zip(values, weights, strict=True)):
+        total += weight
+        if total >= half:
+            return value
+    return max(values)
 
 
 def _alternate(static: Callable[[], object], dynamic: Callable[[], object],
@@ -119,17 +172,17 @@ def _alternate(static: Callable[[], object], dynamic: Callable[[], object],
 
 
 def _alternate_each(static: Callable[[Tensor], object], dynamic: Callable[[Tensor], object],
-                    inputs: list[tuple[Tensor, Tensor]], repeats: int) -> tuple[float, float]:
+                    inputs: list[Tensor], repeats: int) -> tuple[float, float]:
     """Median over inputs of each input's median time, static and dynamic timed in turn."""
     times = [([], []) for _ in inputs]
-    for s, d in inputs[:5]:  # warm-up
-        static(s), dynamic(d)
+    for x in inputs[:5]:  # warm-up
+        static(x), dynamic(x)
     for _ in range(repeats):
-        for (s, d), (static_times, dynamic_times) in zip(inputs, times, strict=True):
+        for x, (static_times, dynamic_times) in zip(inputs, times, strict=True):
             start = time.perf_counter()
-            static(s)
+            static(x)
             middle = time.perf_counter()
-            dynamic(d)
+            dynamic(x)
             static_times.append(middle - start)
             dynamic_times.append(time.perf_counter() - middle)
     return (statistics.median(statistics.median(s) for s, _ in times),
