@@ -33,11 +33,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The settings of the committed results in benchmarks/results/ (each script's --help has more;
+# --quick gives a smoke run, --device cuda trains on a GPU).
+BASELINE_ARGS ?= --epochs 5 --limit 12000 --threads 1
+EXITS_ARGS ?= --epochs 5 --limit 12000 --threads 1 --cache runs/exits-bench
+PRUNE_ARGS ?=
+ONDEVICE_ARGS ?=
+
 bench: setup
-	$(BIN)/python benchmarks/baseline.py
-	@for b in exits prune ondevice; do \
-		if [ -f benchmarks/$$b.py ]; then $(BIN)/python benchmarks/$$b.py || exit $$?; fi; \
-	done
+	$(BIN)/python benchmarks/baseline.py $(BASELINE_ARGS)
+	$(BIN)/python benchmarks/exits.py $(EXITS_ARGS)
+	$(BIN)/python benchmarks/prune.py $(PRUNE_ARGS)
+	$(BIN)/python benchmarks/ondevice.py $(ONDEVICE_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

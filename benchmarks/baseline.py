@@ -4,8 +4,14 @@ Writes benchmarks/results/baseline.json (and baseline.png): test accuracy, MACs,
 parameters, seconds per epoch and batch-256 inference latency of each model,
 all measured in one run on one machine.
 
-    python benchmarks/baseline.py            # full run
+    python benchmarks/baseline.py --epochs 5 --limit 12000 --threads 1   # the committed results
+    python benchmarks/baseline.py            # every image, 10 epochs (hours for mobilenetv2 on a CPU)
     python benchmarks/baseline.py --quick    # smoke run on a small subset
+
+Each model trains with its family's recipe (`edgewise.engine.recipe`, as `edgewise train`),
+without augmentation. The committed run caps the data so that mobilenetv2 (about 27 ms
+per image per epoch on one core) fits in minutes; resnet-8 reaches 92.58 % on every image
+with `edgewise train resnet --data fashion-mnist --epochs 10`.
 """
 
 from __future__ import annotations

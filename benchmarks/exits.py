@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import torch
 
 from edgewise import data, engine, models, report
 from edgewise.exits import EarlyExitNetwork, Policy, calibrate, collect, evaluate, train
+from edgewise.exits import io as exits_io
 from edgewise.exits.speed import compare
 from edgewise.exits.strategies import STRATEGIES
 
@@ -43,8 +45,20 @@ SEQUENTIAL = ("sequential", "sequential-ewc", "sequential-lwf")
 
 
 def run_strategy(name: str, start: EarlyExitNetwork, pretrained: torch.nn.Module,
-                 splits: data.Splits, config: engine.TrainConfig) -> tuple[EarlyExitNetwork, dict]:
-    """Train a copy of `start` (heads-only: `pretrained` with fresh heads) and evaluate it."""
+                 splits: data.Splits, config: engine.TrainConfig,
+                 cache: Path | None) -> tuple[EarlyExitNetwork, dict]:
+    """Train a copy of `start` (heads-only: `pretrained` with fresh heads) and evaluate it.
+
+    With `cache`, a network trained by an earlier run with the same settings is loaded from
+    it instead (its training figures with it), and a newly trained one is stored there.
+    """
+    stored = None if cache is None else cache / name
+    if stored is not None and stored.with_suffix(".row.json").is_file():
+        row = json.loads(stored.with_suffix(".row.json").read_text())
+        if row.pop("settings") == settings(config, splits):
+            print(f"strategy {name}: loaded from {stored}")
+            net = exits_io.load(stored.with_suffix(".safetensors"))
+            return net.cpu().eval(), row
     if name == "heads-only":
         net = EarlyExitNetwork.from_model(pretrained, EXITS, head=HEAD)
     else:
@@ -70,7 +84,38 @@ def run_strategy(name: str, start: EarlyExitNetwork, pretrained: torch.nn.Module
     if name in SEQUENTIAL:
         row["exit1_forgetting"] = trained.forgetting("test")[0]
         row["exit1_own_stage"] = trained.reference("test")[0]
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        exits_io.save(net, stored.with_suffix(".safetensors"))
+        stored.with_suffix(".row.json").write_text(
+            json.dumps(row | {"settings": settings(config, splits)}))
     return net, row
+
+
+def pretrain(backbone: torch.nn.Module, splits: data.Splits, config: engine.TrainConfig,
+             cache: Path | None) -> torch.nn.Module:
+    """A trained copy of `backbone` (the static network), from `cache` when trained before."""
+    pretrained = copy.deepcopy(backbone)
+    stored = None if cache is None else cache / "static.safetensors"
+    if stored is not None and stored.is_file():
+        tensors, meta = engine.load_checkpoint(stored)
+        if meta.get("settings") == settings(config, splits):
+            pretrained.load_state_dict(tensors)
+            return pretrained
+    engine.fit(pretrained, splits, config, progress=True)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        engine.save_checkpoint(stored.with_suffix(""), pretrained.state_dict(),
+                               {"settings": settings(config, splits)})
+    return pretrained
+
+
+def settings(config: engine.TrainConfig, splits: data.Splits) -> dict:
+    """What a cached network must have been trained with to be reused."""
+    training = {k: v for k, v in config.to_dict().items()
+                if k not in ("device", "threads", "eval_batch_size")}
+    return json.loads(json.dumps({"config": training, "train": len(splits.train),
+                                  "exits": EXITS, "head": HEAD}))
 
 
 def wall_clock(net: EarlyExitNetwork, splits: data.Splits, quick: bool) -> dict:
@@ -132,6 +177,8 @@ def main() -> None:
                         help="torch threads for training (default: torch's); timing uses torch's")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to train (timing is always on the CPU)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep trained networks here and reuse them (e.g. to time again)")
     args = parser.parse_args()
     epochs, limit = (1, 2000) if args.quick else (args.epochs, args.limit)
     device = str(engine.resolve_device(args.device))
@@ -142,14 +189,13 @@ def main() -> None:
     engine.seed_everything(0)
     backbone = models.build("resnet", splits.num_classes, splits.input_shape)
     start = EarlyExitNetwork.from_model(backbone, EXITS, head=HEAD)
-    pretrained = copy.deepcopy(backbone)
-    engine.fit(pretrained, splits, config, progress=True)
+    pretrained = pretrain(backbone, splits, config, args.cache)
     static_accuracy = engine.evaluate(pretrained.cpu(), splits.test)["accuracy"]
 
     nets, rows = {}, []
     for name in sorted(STRATEGIES):
         print(f"strategy {name}")
-        nets[name], row = run_strategy(name, start, pretrained, splits, config)
+        nets[name], row = run_strategy(name, start, pretrained, splits, config, args.cache)
         rows.append(row)
     best = max(rows, key=lambda r: r["val_accuracy_at_half"])
     clock = wall_clock(nets[best["strategy"]], splits, args.quick)
