@@ -50,3 +50,19 @@ def test_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, m
     code, out, err = run(capsys, *args, *TINY)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_svd_with_a_budget_runs_with_a_note_and_is_held_to_it(tmp_path, monkeypatch, capsys):
+    # svd picks ranks by explained variance: the budget is not handed to it (it rejects one),
+    # but is checked at every step
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "--method", "svd", "--budget-kb", "256", "--layers", "2", *TINY)
+    assert code == 0, err
+    assert "note: svd picks its ranks by explained variance" in out
+    result = json.loads((tmp_path / "runs" / "finetune-resnet-synthetic-svd" / "result.json")
+                        .read_text())["payload"]
+    assert result["results"][0]["budgeted"] <= 256_000
+    code, out, err = run(capsys, "--method", "hosvd", "--budget-kb", "3", "--layers", "2", *TINY)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress bar
+    assert len(errors) == 1 and "over the budget of 3 kB" in errors[0]

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from edgewise.engine import TrainConfig
-from edgewise.errors import BudgetError, UnknownNameError
+from edgewise.errors import BudgetError, ParameterError, UnknownNameError
 from edgewise.ondevice import FinetuneConfig, finetune, method_kind, pretrain, transfer_task
-from edgewise.ondevice.finetune import load_source, save_source
+from edgewise.ondevice.finetune import budget_note, load_source, save_source
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,31 @@ def test_a_compressor_is_a_method_too(task_and_source):
     vanilla = finetune(source, task.target, quick("vanilla"))
     asi = finetune(source, task.target, quick("asi", layers=2))
     assert asi.kind == "compression" and asi.activations < vanilla.activations
+
+
+@pytest.mark.parametrize("method", ["svd", "hosvd"])
+def test_a_budget_is_only_checked_for_a_compressor_that_cannot_plan_for_one(task_and_source, method):
+    # svd and hosvd pick their ranks by explained variance: the runner must not hand them a
+    # budget_bytes (which they reject), but still hold every step to the budget
+    task, source = task_and_source
+    config = quick(method, budget_kb=256, layers=2)
+    assert "explained variance" in budget_note(config) and "256 kB" in budget_note(config)
+    result = finetune(source, task.target, config)
+    assert 0 < result.budgeted <= 256_000
+    assert all(row["peak_budgeted_bytes"] <= 256_000 for row in result.history)
+    with pytest.raises(BudgetError, match="Training step 1 holds .* over the budget of 1 kB"):
+        finetune(source, task.target, quick(method, budget_kb=1, layers=2))
+
+
+def test_an_explicit_budget_bytes_for_svd_is_refused_in_one_line(task_and_source):
+    task, source = task_and_source
+    with pytest.raises(ParameterError, match="'budget_bytes' parameter of svd must be None"):
+        finetune(source, task.target, quick("svd", params={"budget_bytes": 1000}))
+
+
+def test_budget_notes_only_for_compressors_without_a_budget():
+    assert budget_note(quick("svd")) is None  # no budget, nothing to say
+    assert all(budget_note(quick(m, budget_kb=256)) is None for m in ("asi", "wasi", "trady", "vanilla"))
 
 
 def test_method_names_are_checked_in_one_place():

@@ -46,9 +46,8 @@ def demo(
     engine.seed_everything(0)
     model = models.build("resnet", splits.num_classes, splits.input_shape)
     start = exits.EarlyExitNetwork.from_model(model, list(EXITS), head="grid-linear")
-    config = engine.TrainConfig(epochs=epochs, batch_size=64, lr=0.05, schedule="onecycle",
-                                seed=0, device=device, augment=True,
-                                hflip=splits.name != "digits")
+    config = engine.TrainConfig(epochs=epochs, seed=0, device=device,
+                                **engine.recipe("resnet", epochs))
     console.print(
         f"edgewise demo: resnet-8 with exits after {', '.join(EXITS)} on {splits.name}, trained "
         f"on a subset of {len(splits.train)} images for {epochs} epochs per strategy (a short "

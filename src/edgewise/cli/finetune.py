@@ -27,7 +27,7 @@ from edgewise.ondevice import (
     pretrain,
     transfer_task,
 )
-from edgewise.ondevice.finetune import check_budget, load_source, save_source
+from edgewise.ondevice.finetune import budget_note, check_budget, load_source, save_source
 from edgewise.ondevice.memory import KB
 
 DEFAULT_WIDTHS = {"mobilenetv2": 0.35}
@@ -96,9 +96,12 @@ def finetune_command(
         lr=lr, seed=seed, device=device, threads=threads, layers=layers,
         params=parse_params(param) if m == method else {},
     ) for m in ([method, "vanilla"] if with_vanilla and method != "vanilla" else [method])]
+    note = budget_note(configs[0])
     run_dir = Path("runs") / (name or f"finetune-{model_name}-{data_name}-{method}")
     if run_dir.exists():
         raise UserError(f"The run folder {run_dir} already exists; pass --name for a new run.")
+    if note is not None:
+        console.print(f"note: {note}")
     task = transfer_task(data_name, root, limit=limit, seed=seed)
     if source is not None:
         model = load_source(source)

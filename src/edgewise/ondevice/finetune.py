@@ -10,7 +10,10 @@ A method is one of three kinds, found by one combined look-up (`method_kind`):
   of every epoch the selector chooses what trains, within the budget;
 - an activation compressor (`edgewise.ondevice.compress.COMPRESSORS`): its
   wrappers replace the last `layers` conv/linear layers, which train; every
-  other layer is frozen and lean.
+  other layer is frozen and lean. A compressor that plans under a budget (asi,
+  wasi) gets the budget less its layers' weight gradients; svd and hosvd pick
+  their ranks by explained variance batch by batch, so for them the budget is
+  only the per-step limit below (`budget_note` says so).
 
 The new head (the classifier's linear layer, re-initialised for the target
 classes) always trains. Training is `engine.fit` with SGD without momentum
@@ -59,6 +62,7 @@ from edgewise.registry import lookup
 __all__ = [
     "VANILLA",
     "FinetuneConfig",
+    "budget_note",
     "check_budget",
     "FinetuneResult",
     "finetune",
@@ -89,8 +93,9 @@ def method_kind(name: str) -> str:
 class FinetuneConfig:
     """How to fine-tune. `budget_kb`: the limit on saved activations + weight gradients of a
     step at `batch_size` (None: no limit). `params`: the method's own parameters (for a
-    compressor, ``budget_bytes`` is the bytes its layers may save; by default the budget less
-    their weight gradients). `probe_size`: validation images whose layer outputs NEq compares;
+    compressor that takes a budget, asi or wasi, ``budget_bytes`` is the bytes its layers may
+    save; by default the budget less their weight gradients; svd and hosvd take none, and the
+    budget is then only checked at every step). `probe_size`: validation images whose layer outputs NEq compares;
     `ranking_batches`: training batches of the offline ranking pass (TraDy, MeDyate);
     `layers`: how many of the last conv/linear layers a compressor wraps."""
 
@@ -198,6 +203,19 @@ def load_source(path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def budget_note(config: FinetuneConfig) -> str | None:
+    """A one-line note when `config` has a budget that its method cannot plan for (svd, hosvd:
+    ranks by explained variance, batch by batch), else None. The budget is still checked at
+    every step: the first step over it raises `BudgetError`."""
+    if config.budget_kb is None or method_kind(config.method) != "compression":
+        return None
+    if COMPRESSORS[config.method].takes_budget:
+        return None
+    return (f"{config.method} picks its ranks by explained variance (epsilon), not by the budget: "
+            f"the {config.budget_kb:g} kB budget is only checked at every step, and the run stops "
+            f"at the first step over it (use asi or wasi to plan ranks under a budget).")
+
+
 def _first_batch(target, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """The first training batch, copied: a view would keep (and count) the whole training set,
     while the training loop's batches are gathered copies."""
@@ -260,7 +278,8 @@ def _prepare_compression(model, head, config, images, labels, budget):
     the head trains whole when it is not one of them."""
     fold_batchnorm(model, images)
     params = dict(config.params)
-    if "budget_bytes" not in params and budget is not None:
+    takes_budget = COMPRESSORS[config.method].takes_budget
+    if "budget_bytes" not in params and budget is not None and takes_budget:
         targets = select_layers(model, config.layers, (nn.Conv2d, nn.Linear), config.method)
         gradients = sum(p.nbytes for m in targets.values() for p in m.parameters())
         params["budget_bytes"] = max(1, budget.bytes - gradients)
@@ -300,7 +319,7 @@ def finetune(
     """Fine-tune a copy of `source` on `target` (`Splits`) with `config`; measure it.
 
     Raises `BudgetError` when the budget cannot hold even the head, or when a
-    step goes over it (a method that ignores budgets, e.g. ``full``).
+    step goes over it (a method that ignores budgets, e.g. ``full``, ``svd``, ``hosvd``).
     """
     kind = method_kind(config.method)
     device = resolve_device(config.device)

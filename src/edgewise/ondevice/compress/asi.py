@@ -232,6 +232,7 @@ class ASI(Compressor):
     """
 
     name: ClassVar[str] = "asi"
+    takes_budget: ClassVar[bool] = True
     candidates: tuple[float, ...] = DEFAULT_CANDIDATES
     epsilon: float = 0.9
     steps: int = 1

@@ -47,12 +47,15 @@ class Codec(Protocol):
 class Compressor(ABC):
     """An activation-compression method: parameters (a dataclass) plus `wrap`.
 
-    `layer_types` are the layers it can compress; subclasses validate their
-    parameters in ``__post_init__`` with the standard message.
+    `layer_types` are the layers it can compress; `takes_budget`: whether `wrap`
+    plans its ranks under a ``budget_bytes`` (asi, wasi) or refuses one because
+    its ranks follow a threshold batch by batch (svd, hosvd); subclasses
+    validate their parameters in ``__post_init__`` with the standard message.
     """
 
     name: ClassVar[str]
     layer_types: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv2d, nn.Linear)
+    takes_budget: ClassVar[bool] = False
 
     @abstractmethod
     def wrap(
