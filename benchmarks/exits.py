@@ -127,29 +127,35 @@ def wall_clock(net: EarlyExitNetwork, splits: data.Splits, quick: bool) -> dict:
     for batch, count in ((256, 512 if quick else 4096), (1, 50 if quick else 300)):
         policy = calibrate(net, val, 0.5, cost="latency", batch_size=batch)
         run = evaluate(net, test, policy, cost="latency", batch_size=batch)
-        speed = compare(net, policy, images[:count], batch, repeats=3 if quick else 7)
+        speed = compare(net, policy, images[:count], batch, repeats=3 if quick else 15)
         off = compare(net, Policy.disabled(policy.rule, net.num_exits), images[:count], batch,
-                      repeats=3 if quick else 7)
+                      repeats=3 if quick else 15)
         out[f"batch_{batch}"] = {
             **speed.to_dict(),
             "accuracy": run.accuracy,
             "full_accuracy": run.exit_accuracy[-1],
             "expected_latency": run.expected_cost,
             "thresholds": policy.to_dict()["thresholds"],
-            "disabled_overhead": off.dynamic_s / off.static_s - 1,
+            "disabled_overhead": 1 / off.speedup - 1,  # batched: from the per-round ratios
         }
     return out
 
 
-def check_targets(rows: list[dict], best: dict, clock: dict) -> dict[str, dict]:
-    """The issue's targets, each with the measured value and whether it is met."""
+def check_targets(rows: list[dict], best: dict, clock: dict, static_accuracy: float) -> dict[str, dict]:
+    """The issue's targets, each with the measured value and whether it is met.
+
+    Full depth is the better of the network's final exit and the static network (the same
+    backbone trained without exits): a final exit weakened by its training (cgt-hard's sees
+    only the hard inputs) would otherwise make the budget targets easy.
+    """
     by_name = {r["strategy"]: r for r in rows}
     half, quarter = best["budgets"]["0.5"], best["budgets"]["0.25"]
+    full = max(best["full_accuracy"], static_accuracy)
     targets = {
         "accuracy at <= 50 % MACs within 0.3 points of full depth": (
-            None if half is None else 100 * (best["full_accuracy"] - half["accuracy"]), 0.3),
+            None if half is None else 100 * (full - half["accuracy"]), 0.3),
         "accuracy at <= 25 % MACs within 2 points of full depth": (
-            None if quarter is None else 100 * (best["full_accuracy"] - quarter["accuracy"]), 2.0),
+            None if quarter is None else 100 * (full - quarter["accuracy"]), 2.0),
     }
     plain = by_name["sequential"]["exit1_forgetting"]
     for name in ("sequential-ewc", "sequential-lwf"):
@@ -174,12 +180,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="epochs of each training stage")
     parser.add_argument("--limit", type=int, default=None, help="cap on each split's size")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for training (default: torch's); timing uses torch's")
+                        help="torch threads for training and timing (default: torch's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to train (timing is always on the CPU)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep trained networks here and reuse them (e.g. to time again)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs, limit = (1, 2000) if args.quick else (args.epochs, args.limit)
     device = str(engine.resolve_device(args.device))
     splits = data.load("fashion-mnist", limit=limit)
@@ -199,7 +207,7 @@ def main() -> None:
         rows.append(row)
     best = max(rows, key=lambda r: r["val_accuracy_at_half"])
     clock = wall_clock(nets[best["strategy"]], splits, args.quick)
-    targets = check_targets(rows, best, clock)
+    targets = check_targets(rows, best, clock, static_accuracy)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"dataset": splits.name, "epochs": epochs, "quick": args.quick, "limit": limit,

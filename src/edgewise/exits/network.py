@@ -103,6 +103,8 @@ class EarlyExitNetwork(nn.Module):
         self.policy: Policy | None = None
         self.memory_format = torch.contiguous_format
         self._costs: dict[tuple, ExitCosts] = {}
+        self._last_plan: tuple[Policy, tuple] | None = None
+        self._exit_tensors: dict[tuple, Tensor] = {}
 
     @classmethod
     def from_model(
@@ -212,25 +214,29 @@ class EarlyExitNetwork(nn.Module):
     def _prepare(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
 
-    @torch.inference_mode()
     def infer(self, x: Tensor, policy: Policy | None = None) -> tuple[Tensor, Tensor]:
         """Run stage by stage, dropping inputs as they leave: (predictions (N,), exit index (N,)).
 
         Inputs that leave at exit ``e`` are never fed to stage ``e + 1``; the result equals
         the policy simulated on ``self(x)``'s logits. Uses `self.policy` when `policy` is
         None. The network must be in eval mode (BatchNorm would otherwise use each shrinking
-        sub-batch's statistics).
+        sub-batch's statistics). Runs under ``torch.inference_mode`` (entered only when the
+        caller has not already).
         """
         policy = policy or self.policy
         if policy is None:
             raise UserError("infer needs a policy: pass one, or set net.policy (see calibrate).")
         if self.training:
             raise UserError("infer runs in eval mode: call net.eval() first.")
-        evaluated = policy.evaluated(self.num_exits)
+        if not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return self.infer(x, policy)
+        plan = self._plan(policy)
         x = self._prepare(x)
         if x.shape[0] == 1:
-            return self._infer_one(x, policy, evaluated)
-        rule, thresholds, last = policy.scorer, policy.thresholds, self.num_exits - 1
+            return self._infer_one(x, plan)
+        rule, thresholds, evaluated = plan
+        last = self.num_exits - 1
         n = x.shape[0]
         predictions = torch.empty(n, dtype=torch.long, device=x.device)
         exits = torch.full((n,), last, dtype=torch.long, device=x.device)
@@ -259,18 +265,35 @@ class EarlyExitNetwork(nn.Module):
         predictions.index_copy_(0, remaining, logits.argmax(dim=1))
         return predictions, exits
 
-    def _infer_one(self, x: Tensor, policy: Policy, evaluated: tuple[bool, ...]) -> tuple[Tensor, Tensor]:
+    def _plan(self, policy: Policy) -> tuple[Any, tuple[float, ...], tuple[bool, ...]]:
+        """(scorer, thresholds, which heads run) of `policy`, worked out once per policy."""
+        if self._last_plan is None or self._last_plan[0] is not policy:
+            plan = (policy.scorer, policy.thresholds, policy.evaluated(self.num_exits))
+            self._last_plan = (policy, plan)
+        return self._last_plan[1]
+
+    def _infer_one(self, x: Tensor, plan: tuple) -> tuple[Tensor, Tensor]:
         """One input: no index bookkeeping, one comparison per evaluated exit."""
-        rule, state, last = policy.scorer, None, self.num_exits - 1
-        for e in range(last):
-            x = self.stages[e](x)
-            if evaluated[e]:
-                logits = self.heads[e](x)
+        rule, thresholds, evaluated = plan
+        state, last = None, len(thresholds)
+        for index, (stage, head) in enumerate(zip(self.stages, self.heads, strict=True)):
+            x = stage(x)
+            if index < last and not evaluated[index]:
+                continue
+            logits = head(x)
+            if index < last:
                 score, state = rule.score(logits, state)
-                if score.item() >= policy.thresholds[e]:
-                    return logits.argmax(dim=1), torch.tensor([e], device=x.device)
-        logits = self.heads[last](self.stages[last](x))
-        return logits.argmax(dim=1), torch.tensor([last], device=x.device)
+                if score.item() < thresholds[index]:
+                    continue
+            return logits.argmax(dim=1), self._exit_tensor(index, x.device)
+        raise AssertionError("unreachable: the last exit always returns")
+
+    def _exit_tensor(self, index: int, device: torch.device) -> Tensor:
+        """``tensor([index])`` on `device`, copied from one made once (making one is slow)."""
+        key = (index, device)
+        if key not in self._exit_tensors:
+            self._exit_tensors[key] = torch.tensor([index], device=device)
+        return self._exit_tensors[key].clone()
 
 
 def _spec_or_none(model: nn.Module) -> dict[str, Any] | None:

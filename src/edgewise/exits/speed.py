@@ -87,7 +87,8 @@ def compare(
     """Time `net.infer` with `policy` against the static network on `images` (N, C, H, W).
 
     Batch size 1 times each of the N inputs alone (N small, e.g. 200); a larger batch
-    size times passes over ``images`` split into batches. Both networks run in the memory
+    size times passes over ``images`` split into batches. Both sides end with the predicted
+    classes (the static network's argmax). Both networks run in the memory
     format fastest for the static one, so that the only difference is the exits. `net`
     is left as it was.
     """
@@ -95,7 +96,11 @@ def compare(
     batches = list(images.split(batch_size))
     memory_format = fastest_format(static_network(net), lambda m, x: m(x), batches[0])
     fast = net.set_memory_format(FORMATS[memory_format])
-    static = static_network(fast)
+    static_net = static_network(fast)
+
+    def static(x: Tensor) -> Tensor:  # predictions, as infer returns
+        return static_net(x).argmax(dim=1)
+
     xs = [b.contiguous(memory_format=FORMATS[memory_format]) for b in batches]
     with torch.inference_mode():
         exits = torch.cat([fast.infer(b, policy)[1] for b in xs])
@@ -107,23 +112,24 @@ def compare(
                                                       lambda: [fast.infer(x, policy) for x in xs],
                                                       repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    predicted = predict_speedup(fast, distribution, policy.evaluated(net.num_exits), xs[0],
-                                batch_size)
+    predicted = predict_speedup(fast, policy, distribution, xs[0], batch_size)
     return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
                  torch.get_num_threads(), memory_format, memory_format)
 
 
-def predict_speedup(net: EarlyExitNetwork, distribution: Sequence[float],
-                    evaluated: Sequence[bool], example: Tensor, batch_size: int) -> float:
+def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequence[float],
+                    example: Tensor, batch_size: int) -> float:
     """The speed-up the latency cost model predicts from the exit distribution.
 
-    Each stage and head is timed alone (`edgewise.cost.time_it`) on the number of inputs
-    that reach it in a batch of `batch_size` (``batch_size`` times the fraction that has not
-    left yet), because on a CPU the time per input depends on the batch size (caches).
-    The index bookkeeping of `infer` is what the model leaves out. Batch size 1 predicts
+    Each stage and each evaluated exit (its head and the policy's score of its logits) is
+    timed alone (`edgewise.cost.time_it`) on the number of inputs that reach it in a batch
+    of `batch_size` (``batch_size`` times the fraction that has not left yet), because on a
+    CPU the time per input depends on the batch size (caches). The index bookkeeping of
+    `infer` is what the model leaves out. Batch size 1 predicts
     the ratio of median latencies (the statistic `compare` measures there), larger batches
     the ratio of a batch's time. `example` is one batch of inputs, in `net`'s memory format.
     """
+    evaluated, rule = policy.evaluated(net.num_exits), policy.scorer
     reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
     sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
     x = example[:batch_size]
@@ -133,8 +139,15 @@ def predict_speedup(net: EarlyExitNetwork, distribution: Sequence[float],
             static_s += _seconds(stage, x)
             stage_s.append(_seconds(stage, x[: sizes[e]]) if sizes[e] else 0.0)
             x = stage(x)
-            runs = sizes[e] and (evaluated[e] or e == len(net.stages) - 1)
-            head_s.append(_seconds(head, x[: sizes[e]]) if runs else 0.0)
+            if not sizes[e]:
+                head_s.append(0.0)
+            elif e == len(net.stages) - 1:
+                head_s.append(_seconds(head, x[: sizes[e]]))
+            elif evaluated[e]:
+                head_s.append(_seconds(lambda z, head=head: rule.score(head(z), None)[0].max().item(),
+                                       x[: sizes[e]]))
+            else:
+                head_s.append(0.0)
         static_s += _seconds(net.heads[-1], x)
     if batch_size > 1:
         return static_s / sum(stage_s + head_s)
@@ -142,8 +155,9 @@ def predict_speedup(net: EarlyExitNetwork, distribution: Sequence[float],
     return static_s / _weighted_median(per_exit, distribution)
 
 
-def _seconds(module: nn.Module, x: Tensor) -> float:
-    return time_it(lambda: module(x), warmup=3, repeats=15).median_s
+def _seconds(run: Callable[[Tensor], object], x: Tensor) -> float:
+    """Median seconds of ``run(x)``; small batches get more repeats (their times are noisier)."""
+    return time_it(lambda: run(x), warmup=5, repeats=max(15, 1000 // len(x))).median_s
 
 
 def _weighted_median(values: Sequence[float], weights: Sequence[float]) -> float:

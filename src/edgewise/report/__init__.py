@@ -2,9 +2,10 @@
 
 from edgewise.report.plots import bar_plot, line_plot
 from edgewise.report.results import SCHEMA_VERSION, environment, jsonable, read_result, write_result
-from edgewise.report.tables import print_table, table
+from edgewise.report.tables import output_console, print_table, table
 
 __all__ = [
+    "output_console",
     "SCHEMA_VERSION",
     "bar_plot",
     "environment",

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+# Wide enough for the benchmarks' tables when the output is a file or a pipe, where rich
+# would otherwise fall back to 80 columns and cut the cells.
+PIPE_WIDTH = 160
+
+
+def output_console(stderr: bool = False) -> Console:
+    """A rich console: the terminal's width, or `PIPE_WIDTH` columns when not a terminal
+    (``COLUMNS`` set in the environment still wins)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
@@ -26,4 +40,4 @@ def print_table(
     console: Console | None = None,
 ) -> None:
     """Print `table(title, columns, rows)` to `console` (default: stdout)."""
-    (console or Console()).print(table(title, columns, rows))
+    (console or output_console()).print(table(title, columns, rows))
