@@ -92,5 +92,4 @@ def print_comparison(results: dict[str, exits.ExitEvaluation], data_name: str) -
         row.append(f"{100 * result.oracle['accuracy']:.2f}\n({100 * result.oracle['cost']:.0f} %)")
         rows.append(row)
     report.print_table(f"Test accuracy (%) on {data_name}: each exit (MACs to reach it), at a "
-                       "budget of the full MACs (thresholds from val), oracle", columns, rows,
-                       console=console)
+                       "budget of the full MACs (thresholds from val), oracle", columns, rows)
