@@ -46,11 +46,28 @@ def test_weighted_median_by_hand(values, weights, expected):
     assert _weighted_median(values, weights) == expected
 
 
-def test_predicted_speedup_of_the_disabled_policy_is_about_one(trained, splits):
-    from edgewise.exits.speed import predict_speedup
+def test_predicted_speedup_times_each_stage_on_the_inputs_that_reach_it(trained, splits, monkeypatch):
+    from edgewise.exits import speed
 
-    images = splits.test.tensors[0][:64]
-    everyone_last = [0.0] * (trained.num_exits - 1) + [1.0]
-    disabled = Policy.disabled("max-prob", trained.num_exits)
-    # the same stages and final head are timed for both sides: only timing noise remains
-    assert predict_speedup(trained.eval(), disabled, everyone_last, images, 64) == pytest.approx(1, abs=0.5)
+    # a fake clock: every stage or head costs one unit per input it runs on
+    monkeypatch.setattr(speed, "_seconds", lambda run, x: float(len(x)))
+    images = splits.test.tensors[0][:100]
+    policy = Policy("max-prob", (0.6, 0.9))  # both early heads run
+    # by hand: 100, 50 and 25 inputs reach the three stages, each followed by its head;
+    # the static network runs the three stages and the final head on all 100
+    predicted = speed.predict_speedup(trained.eval(), policy, [0.5, 0.25, 0.25], images, 100)
+    assert predicted == pytest.approx(400 / (2 * (100 + 50 + 25)))
+
+
+@pytest.mark.parametrize("thresholds", [(0.6, 0.9), (float("inf"), 0.9)])
+def test_leave_at_sends_every_input_out_at_that_exit(trained, splits, thresholds):
+    from edgewise.exits.speed import leave_at
+
+    images = splits.test.tensors[0][:16]
+    policy = Policy("max-prob", thresholds)
+    for e in range(trained.num_exits):
+        forced = leave_at(policy, e, trained.num_exits)
+        _, exits = trained.eval().infer(images, forced)
+        assert exits.tolist() == [e] * len(images)
+        # the heads the policy evaluates still run on the way (a disabled one stays off)
+        assert forced.evaluated(trained.num_exits)[:e] == policy.evaluated(trained.num_exits)[:e]

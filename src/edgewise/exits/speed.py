@@ -15,7 +15,7 @@ distribution and each stage's and head's latency profiled on the inputs that rea
 from __future__ import annotations
 
 import copy
-import itertools
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +28,7 @@ from edgewise.cost import time_it
 from edgewise.exits.network import EarlyExitNetwork
 from edgewise.exits.policies import Policy
 
+NEVER = 1e30  # a threshold no exit score reaches: the head runs, the input stays
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
@@ -121,14 +122,22 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
                     example: Tensor, batch_size: int) -> float:
     """The speed-up the latency cost model predicts from the exit distribution.
 
-    Each stage and each evaluated exit (its head and the policy's score of its logits) is
-    timed alone (`edgewise.cost.time_it`) on the number of inputs that reach it in a batch
-    of `batch_size` (``batch_size`` times the fraction that has not left yet), because on a
-    CPU the time per input depends on the batch size (caches). The index bookkeeping of
-    `infer` is what the model leaves out. Batch size 1 predicts
-    the ratio of median latencies (the statistic `compare` measures there), larger batches
-    the ratio of a batch's time. `example` is one batch of inputs, in `net`'s memory format.
+    Batched, each stage and each evaluated exit (its head and the policy's score of its
+    logits) is timed alone (`edgewise.cost.time_it`) on the number of inputs that reach it
+    in a batch of `batch_size` (``batch_size`` times the fraction that has not left yet),
+    because on a CPU the time per input depends on the batch size (caches); the index
+    bookkeeping of `infer` is what the model leaves out, and the prediction is the ratio of
+    a batch's time. At batch size 1 the cost of leaving at each exit is profiled whole (see
+    `exit_latencies`), Python dispatch included, and the prediction is the ratio of median
+    latencies, the statistic `compare` measures there. `example` is one batch of inputs, in
+    `net`'s memory format.
     """
+    if batch_size == 1:
+        x = example[:1]
+        static = static_network(net)
+        with torch.inference_mode():
+            static_s = _seconds(lambda z: static(z).argmax(dim=1), x)
+        return static_s / _weighted_median(exit_latencies(net, policy, x), distribution)
     evaluated, rule = policy.evaluated(net.num_exits), policy.scorer
     reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
     sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
@@ -149,10 +158,32 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
             else:
                 head_s.append(0.0)
         static_s += _seconds(net.heads[-1], x)
-    if batch_size > 1:
-        return static_s / sum(stage_s + head_s)
-    per_exit = list(itertools.accumulate(s + h for s, h in zip(stage_s, head_s, strict=True)))
-    return static_s / _weighted_median(per_exit, distribution)
+    return static_s / sum(stage_s + head_s)
+
+
+def exit_latencies(net: EarlyExitNetwork, policy: Policy, x: Tensor) -> list[float]:
+    """Median seconds of ``net.infer(x, ...)`` made to leave at each exit in turn.
+
+    On the way to exit ``e`` the heads that `policy` evaluates run and score without
+    letting the input leave (a threshold no score reaches), then exit ``e`` takes it: the
+    cost of leaving there, profiled once per exit on `x` (one input, whatever its class).
+    """
+    latencies = []
+    with torch.inference_mode():
+        for e in range(net.num_exits):
+            forced = leave_at(policy, e, net.num_exits)
+            latencies.append(_seconds(lambda z, p=forced: net.infer(z, p), x))
+    return latencies
+
+
+def leave_at(policy: Policy, exit_index: int, num_exits: int) -> Policy:
+    """`policy`'s rule with thresholds that send every input out at `exit_index`, the heads
+    that `policy` evaluates before it running without letting anyone leave."""
+    evaluated = policy.evaluated(num_exits)
+    waits = [NEVER if runs else math.inf for runs in evaluated[:-1]]
+    if exit_index < len(waits):
+        waits[exit_index] = -math.inf
+    return Policy(policy.rule, waits)
 
 
 def _seconds(run: Callable[[Tensor], object], x: Tensor) -> float:
