@@ -249,3 +249,14 @@ def test_channels_last_gives_the_same_answers(trained, splits):
     assert conv.is_contiguous(memory_format=torch.channels_last)
     got = fast.infer(x, policy)
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def testtake_rows_equals_indexing_and_keeps_the_memory_format(memory_format):
+    from edgewise.exits.network import take_rows
+
+    x = torch.randn(10, 3, 5, 4).contiguous(memory_format=memory_format)
+    rows = torch.tensor([7, 0, 3])
+    taken = take_rows(x, rows)
+    assert torch.equal(taken, x[rows])
+    assert taken.is_contiguous(memory_format=memory_format)

@@ -53,10 +53,11 @@ def test_predicted_speedup_times_each_stage_on_the_inputs_that_reach_it(trained,
     monkeypatch.setattr(speed, "_seconds", lambda run, x: float(len(x)))
     images = splits.test.tensors[0][:100]
     policy = Policy("max-prob", (0.6, 0.9))  # both early heads run
-    # by hand: 100, 50 and 25 inputs reach the three stages, each followed by its head;
+    # by hand: 100, 50 and 25 inputs reach the three stages, each followed by its head, and
+    # the 50 and then 25 that stay are gathered from the 100 and then 50 (costed by input);
     # the static network runs the three stages and the final head on all 100
     predicted = speed.predict_speedup(trained.eval(), policy, [0.5, 0.25, 0.25], images, 100)
-    assert predicted == pytest.approx(400 / (2 * (100 + 50 + 25)))
+    assert predicted == pytest.approx(400 / (2 * (100 + 50 + 25) + 100 + 50))
 
 
 @pytest.mark.parametrize("thresholds", [(0.6, 0.9), (float("inf"), 0.9)])

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from edgewise.cost import time_it
-from edgewise.exits.network import EarlyExitNetwork
+from edgewise.exits.network import EarlyExitNetwork, take_rows
 from edgewise.exits.policies import Policy
 
 NEVER = 1e30  # a threshold no exit score reaches: the head runs, the input stays
@@ -155,6 +155,9 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
             elif evaluated[e]:
                 head_s.append(_seconds(lambda z, head=head: rule.score(head(z), None)[0].max().item(),
                                        x[: sizes[e]]))
+                if 0 < sizes[e + 1] < sizes[e]:  # the remaining inputs' activations are gathered
+                    rows = torch.arange(sizes[e + 1])
+                    head_s[-1] += _seconds(lambda z, rows=rows: take_rows(z, rows), x[: sizes[e]])
             else:
                 head_s.append(0.0)
         static_s += _seconds(net.heads[-1], x)
