@@ -96,20 +96,32 @@ class Egp(DepthPruner):
         budget = round_budget(ratio, [layer.size for layer in layers])
         if budget == 0:
             return None
-        scores = torch.tensor([states.entropy[layer.rectifier] * layer.mean_magnitude
-                               for layer in layers])
-        shares = egp_allocation(scores, torch.tensor([layer.size for layer in layers]), budget)
-        for layer, share in zip(layers, shares.tolist(), strict=True):
-            prune_smallest(model, self.masks_, layer.params, share)
+        shares = self.prune_round(model, states, layers, budget)
         return {
             "entropy": dict(states.entropy),
             "ratio": ratio,
             "weights_left": sum(layer.size for layer in layers),
             "budget": budget,
-            "shares": dict(zip([layer.rectifier for layer in layers], shares.tolist(), strict=True)),
+            "shares": shares,
             "pruned_weights": self.masks_.pruned(),
         }
 
+    def prune_round(self, model: nn.Module, states: NeuronStates, layers: list, budget: int) -> dict[str, int]:
+        """Prune `budget` weights of the living `layers`; the weights each layer lost, by rectifier.
+
+        EGP: each layer's share of the budget follows its entropy times its mean magnitude.
+        """
+        scores = torch.tensor([states.entropy[layer.rectifier] * layer.mean_magnitude
+                               for layer in layers])
+        shares = egp_allocation(scores, torch.tensor([layer.size for layer in layers]), budget)
+        for layer, share in zip(layers, shares.tolist(), strict=True):
+            prune_smallest(model, self.masks_, layer.params, share)
+        return dict(zip([layer.rectifier for layer in layers], shares.tolist(), strict=True))
+
+    def linear_threshold(self) -> float:
+        """Entropy (bits) at or below which a rectifier is removed as linear: EGP's zero."""
+        return 0.0
+
     def after_finetune(self, model: nn.Module, splits: Any) -> dict[str, Any]:
         states = record_states(model, splits.train, max_samples=self.params.samples)
-        return {"linearized": remove_linear_layers(model, states)}
+        return {"linearized": remove_linear_layers(model, states, self.linear_threshold())}

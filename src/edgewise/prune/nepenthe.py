@@ -24,65 +24,44 @@ changes the function slightly) are this library's reading of the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from edgewise.errors import check_param
-from edgewise.prune.base import DepthPruner, PrunerParams
-from edgewise.prune.budget import prunable_layers, prune_smallest, round_budget
-from edgewise.prune.egp import check_has_weights, remove_linear_layers
-from edgewise.prune.states import record_states
+from edgewise.prune.budget import prunable_layers, prune_smallest
+from edgewise.prune.egp import Egp, EgpParams
+from edgewise.prune.states import NeuronStates
 
 
 @dataclass
-class NepentheParams(PrunerParams):
-    """ratio: fraction of the remaining weights pruned per round; threshold: the entropy (bits)
-    at or below which a layer is removed."""
+class NepentheParams(EgpParams):
+    """EGP's `ratio`; threshold: the entropy (bits) at or below which a layer is removed."""
 
-    ratio: float = 0.5
     threshold: float = 0.0
 
     def validate(self, owner: str) -> None:
         super().validate(owner)
-        check_param(owner, "ratio", self.ratio, 0 < self.ratio < 1, "in (0, 1)")
         check_param(owner, "threshold", self.threshold, 0 <= self.threshold < 1, "in [0, 1)")
 
 
-class Nepenthe(DepthPruner):
-    """Entropy-weighted global magnitude pruning with per-round layer removal."""
+class Nepenthe(Egp):
+    """Entropy-weighted global magnitude pruning with per-round layer removal.
+
+    EGP's rounds, with the budget spent globally and layers removed below `threshold`.
+    """
 
     name = "nepenthe"
     Params = NepentheParams
 
-    def check(self, model: nn.Module) -> None:
-        check_has_weights(self.name, model)
-
-    def step(self, model: nn.Module, splits: Any, index: int) -> dict[str, Any] | None:
-        states = record_states(model, splits.train, max_samples=self.params.samples)
-        layers = [layer for layer in prunable_layers(model, self.masks_, list(states.p_on))
-                  if states.entropy[layer.rectifier] > 0]
-        if not layers:
-            return None
-        ratio = self.params.ratio / 2 ** len(self.undone_rounds())  # halved after each undo
-        budget = round_budget(ratio, [layer.size for layer in layers])
-        if budget == 0:
-            return None
+    def prune_round(self, model: nn.Module, states: NeuronStates, layers: list, budget: int) -> dict[str, int]:
+        """Prune the `budget` weights smallest in magnitude over entropy, over all `layers`."""
         scale = {p: states.entropy[layer.rectifier] / layer.mean_magnitude
                  for layer in layers for p in layer.params}
         before = {layer.rectifier: layer.size for layer in layers}
         prune_smallest(model, self.masks_, list(scale), budget, scale)
         after = {layer.rectifier: layer.size for layer in prunable_layers(
             model, self.masks_, list(before))}
-        return {
-            "entropy": dict(states.entropy),
-            "ratio": ratio,
-            "weights_left": sum(layer.size for layer in layers),
-            "budget": budget,
-            "shares": {name: size - after.get(name, 0) for name, size in before.items()},
-            "pruned_weights": self.masks_.pruned(),
-        }
+        return {name: size - after.get(name, 0) for name, size in before.items()}
 
-    def after_finetune(self, model: nn.Module, splits: Any) -> dict[str, Any]:
-        states = record_states(model, splits.train, max_samples=self.params.samples)
-        return {"linearized": remove_linear_layers(model, states, self.params.threshold)}
+    def linear_threshold(self) -> float:
+        return self.params.threshold
