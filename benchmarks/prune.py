@@ -37,10 +37,6 @@ MODELS = {
     "resnet": {"depth": 18, "width": 0.125},
     "mobilenetv2": {"width": 0.25},
 }
-RECIPES = {
-    "resnet": {"lr": 0.1, "weight_decay": 5e-4},
-    "mobilenetv2": {"lr": 0.05, "weight_decay": 4e-5},
-}
 # A quarter of the remaining weights per round (the papers' half empties too much at once for
 # one-epoch fine-tunes), NEPENTHE removing layers below 0.1 bit. A round is undone when it loses
 # more than 2 points of validation accuracy (a guard against collapse: with one-epoch
@@ -59,8 +55,8 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
     """Train zoo model `name`, or read it from `cache` when this very setting was trained before."""
     engine.seed_everything(0)
     model = models.build(name, splits.num_classes, splits.input_shape, **MODELS[name])
-    config = engine.TrainConfig(epochs=epochs, schedule="onecycle", augment=True, device=device,
-                                threads=1, **RECIPES[name])
+    config = engine.TrainConfig(epochs=epochs, augment=True, device=device, threads=1,
+                                **engine.recipe(name, epochs))
     key = json.loads(json.dumps({"spec": models.spec_of(model), "config": config.to_dict(),
                                  "data": splits.name, "train": len(splits.train)}))
     stored = None if cache is None else cache / f"{name}.safetensors"
