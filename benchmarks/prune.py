@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
 
 
 def run_method(model, splits, method: str, args, device: str) -> dict:
-    finetune = engine.TrainConfig(epochs=args.finetune_epochs, lr=0.005, schedule="cosine",
-                                  augment=True, device=device, threads=1)
+    finetune = engine.TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
+                                  schedule=args.finetune_schedule, augment=True, device=device,
+                                  threads=1)
     started = time.perf_counter()
     depth_pruner = pruner(method, rounds=args.rounds, tolerance=TOLERANCE, samples=args.samples,
                           final_epochs=args.final_epochs, **METHODS[method])
@@ -125,16 +127,21 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=6000, help="cap on each split's size")
     parser.add_argument("--rounds", type=int, default=9, help="most pruning rounds per method")
     parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs per round")
+    parser.add_argument("--finetune-lr", type=float, default=0.005, help="peak lr of each fine-tune")
+    parser.add_argument("--finetune-schedule", default="cosine", choices=["cosine", "onecycle"],
+                        help="lr schedule of each fine-tune")
     parser.add_argument("--final-epochs", type=int, default=2, help="epochs of the last fine-tune")
     parser.add_argument("--samples", type=int, default=1000, help="inputs for neuron states")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1")
     parser.add_argument("--repeats-b256", type=int, default=5, help="timed calls at batch 256")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder to keep the trained baselines in, for repeated runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "prune.json",
                         help="result file (the plot goes beside it, as .png)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="    %(message)s")
     if args.quick:
         args.epochs, args.limit, args.rounds, args.samples, args.final_epochs = 1, 2000, 2, 500, 1
         args.repeats, args.repeats_b256 = 10, 2
@@ -147,7 +154,8 @@ def main() -> None:
         model = train_baseline(name, splits, args.epochs, device, args.cache)
         print(f"{name}: trained, test accuracy "
               f"{engine.evaluate(model, splits.test)['accuracy']:.4f}", flush=True)
-        rows = [run_method(copy.deepcopy(model), splits, method, args, device) for method in METHODS]
+        rows = [run_method(copy.deepcopy(model), splits, method, args, device)
+                for method in args.methods]
         results[name] = {"model": models.spec_of(model), "methods": rows}
         report.print_table(
             f"Depth pruning {name} on {splits.name}",
@@ -162,7 +170,7 @@ def main() -> None:
     payload = {
         "dataset": splits.name,
         "quick": args.quick,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("models", "out", "cache")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "cache")},
         "tolerance": TOLERANCE,
         "results": results,
     }

@@ -50,7 +50,7 @@ def test_predicted_speedup_times_each_stage_on_the_inputs_that_reach_it(trained,
     from edgewise.exits import speed
 
     # a fake clock: every stage or head costs one unit per input it runs on
-    monkeypatch.setattr(speed, "_seconds", lambda run, x: float(len(x)))
+    monkeypatch.setattr(speed, "_interleaved", lambda runs: [float(len(x)) for _, x in runs])
     images = splits.test.tensors[0][:100]
     policy = Policy("max-prob", (0.6, 0.9))  # both early heads run
     # by hand: 100, 50 and 25 inputs reach the three stages, each followed by its head, and
@@ -72,3 +72,14 @@ def test_leave_at_sends_every_input_out_at_that_exit(trained, splits, thresholds
         assert exits.tolist() == [e] * len(images)
         # the heads the policy evaluates still run on the way (a disabled one stays off)
         assert forced.evaluated(trained.num_exits)[:e] == policy.evaluated(trained.num_exits)[:e]
+
+
+def test_interleaved_times_each_run_apart():
+    import time
+
+    from edgewise.exits.speed import _interleaved
+
+    x = torch.zeros(1)
+    short, long_ = _interleaved([(lambda _: time.sleep(0.001), x), (lambda _: time.sleep(0.004), x)],
+                                repeats=5)
+    assert 0.001 <= short < 0.004 <= long_

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from edgewise.cost import time_it
 from edgewise.exits.network import EarlyExitNetwork, take_rows
 from edgewise.exits.policies import Policy
 
@@ -109,9 +108,8 @@ def compare(
             static_s, dynamic_s = _alternate_each(static, lambda x: fast.infer(x, policy), xs, repeats)
             speedup = static_s / dynamic_s
         else:
-            static_s, dynamic_s, speedup = _alternate(lambda: [static(x) for x in xs],
-                                                      lambda: [fast.infer(x, policy) for x in xs],
-                                                      repeats)
+            static_s, dynamic_s, speedup = _alternate(static, lambda x: fast.infer(x, policy),
+                                                      xs, repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
     predicted = predict_speedup(fast, policy, distribution, xs[0], batch_size)
     return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
@@ -122,46 +120,51 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
                     example: Tensor, batch_size: int) -> float:
     """The speed-up the latency cost model predicts from the exit distribution.
 
-    Batched, each stage and each evaluated exit (its head and the policy's score of its
-    logits) is timed alone (`edgewise.cost.time_it`) on the number of inputs that reach it
-    in a batch of `batch_size` (``batch_size`` times the fraction that has not left yet),
-    because on a CPU the time per input depends on the batch size (caches); the index
-    bookkeeping of `infer` is what the model leaves out, and the prediction is the ratio of
-    a batch's time. At batch size 1 the cost of leaving at each exit is profiled whole (see
+    Batched, each stage and each evaluated exit (its head, the policy's score of its
+    logits, and the gather of the inputs that stay) is timed on the number of inputs that
+    reach it in a batch of `batch_size` (``batch_size`` times the fraction that has not left
+    yet), because on a CPU the time per input depends on the batch size (caches); the
+    prediction is the ratio of a batch's time, the static network's stages timed on the
+    whole batch. At batch size 1 the cost of leaving at each exit is profiled whole (see
     `exit_latencies`), Python dispatch included, and the prediction is the ratio of median
-    latencies, the statistic `compare` measures there. `example` is one batch of inputs, in
-    `net`'s memory format.
+    latencies, the statistic `compare` measures there. Every part is timed in alternation
+    with the others (`_interleaved`), so that a change in the machine's load falls on the
+    static and the dynamic side alike. `example` is one batch of inputs, in `net`'s memory
+    format.
     """
+    static = static_network(net)
     if batch_size == 1:
         x = example[:1]
-        static = static_network(net)
         with torch.inference_mode():
-            static_s = _seconds(lambda z: static(z).argmax(dim=1), x)
-        return static_s / _weighted_median(exit_latencies(net, policy, x), distribution)
+            static_s, *leaving = _interleaved(
+                [(lambda z: static(z).argmax(dim=1), x)] + _leaving_runs(net, policy, x))
+        return static_s / _weighted_median(leaving, distribution)
     evaluated, rule = policy.evaluated(net.num_exits), policy.scorer
     reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
     sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
+    last = net.num_exits - 1
+    static_runs: list[tuple[Callable[[Tensor], object], Tensor]] = []
+    dynamic_runs: list[tuple[Callable[[Tensor], object], Tensor]] = []
     x = example[:batch_size]
-    stage_s, head_s, static_s = [], [], 0.0
     with torch.inference_mode():
         for e, (stage, head) in enumerate(zip(net.stages, net.heads, strict=True)):
-            static_s += _seconds(stage, x)
-            stage_s.append(_seconds(stage, x[: sizes[e]]) if sizes[e] else 0.0)
+            static_runs.append((stage, x))
+            if sizes[e]:
+                dynamic_runs.append((stage, x[: sizes[e]]))
             x = stage(x)
-            if not sizes[e]:
-                head_s.append(0.0)
-            elif e == len(net.stages) - 1:
-                head_s.append(_seconds(head, x[: sizes[e]]))
-            elif evaluated[e]:
-                head_s.append(_seconds(lambda z, head=head: rule.score(head(z), None)[0].max().item(),
-                                       x[: sizes[e]]))
-                if 0 < sizes[e + 1] < sizes[e]:  # the remaining inputs' activations are gathered
-                    rows = torch.arange(sizes[e + 1])
-                    head_s[-1] += _seconds(lambda z, rows=rows: take_rows(z, rows), x[: sizes[e]])
-            else:
-                head_s.append(0.0)
-        static_s += _seconds(net.heads[-1], x)
-    return static_s / sum(stage_s + head_s)
+            if not sizes[e] or (e < last and not evaluated[e]):
+                continue
+            if e == last:
+                dynamic_runs.append((head, x[: sizes[e]]))
+                continue
+            dynamic_runs.append((lambda z, head=head: rule.score(head(z), None)[0].max().item(),
+                                 x[: sizes[e]]))
+            if 0 < sizes[e + 1] < sizes[e]:  # the remaining inputs' activations are gathered
+                rows = torch.arange(sizes[e + 1])
+                dynamic_runs.append((lambda z, rows=rows: take_rows(z, rows), x[: sizes[e]]))
+        static_runs.append((lambda z: net.heads[-1](z).argmax(dim=1), x))
+        seconds = _interleaved(static_runs + dynamic_runs)
+    return sum(seconds[: len(static_runs)]) / sum(seconds[len(static_runs):])
 
 
 def exit_latencies(net: EarlyExitNetwork, policy: Policy, x: Tensor) -> list[float]:
@@ -169,14 +172,18 @@ def exit_latencies(net: EarlyExitNetwork, policy: Policy, x: Tensor) -> list[flo
 
     On the way to exit ``e`` the heads that `policy` evaluates run and score without
     letting the input leave (a threshold no score reaches), then exit ``e`` takes it: the
-    cost of leaving there, profiled once per exit on `x` (one input, whatever its class).
+    cost of leaving there, profiled on `x` (one input, whatever its class), the exits timed
+    in alternation (see `_interleaved`).
     """
-    latencies = []
     with torch.inference_mode():
-        for e in range(net.num_exits):
-            forced = leave_at(policy, e, net.num_exits)
-            latencies.append(_seconds(lambda z, p=forced: net.infer(z, p), x))
-    return latencies
+        return _interleaved(_leaving_runs(net, policy, x))
+
+
+def _leaving_runs(net: EarlyExitNetwork, policy: Policy,
+                  x: Tensor) -> list[tuple[Callable[[Tensor], object], Tensor]]:
+    """One run per exit: ``net.infer`` made to leave there (see `leave_at`), on `x`."""
+    forced = [leave_at(policy, e, net.num_exits) for e in range(net.num_exits)]
+    return [(lambda z, p=p: net.infer(z, p), x) for p in forced]
 
 
 def leave_at(policy: Policy, exit_index: int, num_exits: int) -> Policy:
@@ -189,9 +196,23 @@ def leave_at(policy: Policy, exit_index: int, num_exits: int) -> Policy:
     return Policy(policy.rule, waits)
 
 
-def _seconds(run: Callable[[Tensor], object], x: Tensor) -> float:
-    """Median seconds of ``run(x)``; small batches get more repeats (their times are noisier)."""
-    return time_it(lambda: run(x), warmup=5, repeats=max(15, 1000 // len(x))).median_s
+def _interleaved(runs: Sequence[tuple[Callable[[Tensor], object], Tensor]],
+                 repeats: int | None = None) -> list[float]:
+    """Median seconds of each ``run(x)`` of `runs`, one call of each in turn for `repeats`
+    rounds after a warm-up, so that a change in the machine's load falls on all of them alike.
+
+    By default small inputs get more rounds (their times are noisier): 1000 // the largest
+    batch, at least 15.
+    """
+    repeats = repeats or max(15, 1000 // max(len(x) for _, x in runs))
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in range(repeats + 5):
+        for (run, x), spent in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run(x)
+            if round_ >= 5:
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def _weighted_median(values: Sequence[float], weights: Sequence[float]) -> float:
@@ -204,17 +225,24 @@ def _weighted_median(values: Sequence[float], weights: Sequence[float]) -> float
     return max(values)
 
 
-def _alternate(static: Callable[[], object], dynamic: Callable[[], object],
-               repeats: int) -> tuple[float, float, float]:
-    """Median seconds of each, and the median of their per-round ratios, timed in turn."""
-    static(), dynamic()  # warm-up
+def _alternate(static: Callable[[Tensor], object], dynamic: Callable[[Tensor], object],
+               inputs: list[Tensor], repeats: int) -> tuple[float, float, float]:
+    """Seconds of a pass over `inputs` for each (medians over `repeats` rounds), and the median
+    of the rounds' ratios. Each batch goes through both in turn, static first, so that a change
+    in the machine's load falls on both alike."""
+    for x in inputs[:2]:  # warm-up
+        static(x), dynamic(x)
     rounds = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        static()
-        middle = time.perf_counter()
-        dynamic()
-        rounds.append((middle - start, time.perf_counter() - middle))
+        static_s = dynamic_s = 0.0
+        for x in inputs:
+            start = time.perf_counter()
+            static(x)
+            middle = time.perf_counter()
+            dynamic(x)
+            static_s += middle - start
+            dynamic_s += time.perf_counter() - middle
+        rounds.append((static_s, dynamic_s))
     return (statistics.median(s for s, _ in rounds), statistics.median(d for _, d in rounds),
             statistics.median(s / d for s, d in rounds))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -33,6 +34,8 @@ from edgewise.prune.fold import Timer, move_padding, plan_padding
 from edgewise.prune.linearize import linearized_names, rectifier_names
 from edgewise.prune.masks import Masks
 from edgewise.prune.states import record_states
+
+logger = logging.getLogger(__name__)
 
 
 class NoPrunableLayerError(UserError):
@@ -155,6 +158,8 @@ class DepthPruner:
                 record["undone"] = True
                 model = kept[0]
                 self.masks_.load_state_dict(kept[1])
+            logger.info("%s round %d: %d removed, val accuracy %.4f%s", self.name, index + 1,
+                        len(record["removed"]), accuracy, " (undone)" if record.get("undone") else "")
         model = self._close(model, splits, train, floor, timer, progress)
         self.entropy_after_ = self.entropies(model, splits)
         return model
