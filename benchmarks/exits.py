@@ -34,7 +34,7 @@ import torch
 from edgewise import data, engine, models, report
 from edgewise.exits import EarlyExitNetwork, Policy, calibrate, collect, evaluate, train
 from edgewise.exits import io as exits_io
-from edgewise.exits.speed import compare
+from edgewise.exits.speed import compare, use_fastest_format
 from edgewise.exits.strategies import STRATEGIES
 
 RESULTS = Path(__file__).parent / "results"
@@ -125,6 +125,7 @@ def wall_clock(net: EarlyExitNetwork, splits: data.Splits, quick: bool) -> dict:
     images = splits.test.tensors[0]
     out = {"threads": torch.get_num_threads()}
     for batch, count in ((256, 512 if quick else 4096), (1, 50 if quick else 300)):
+        use_fastest_format(net, images[:batch])  # the latency costs depend on it
         policy = calibrate(net, val, 0.5, cost="latency", batch_size=batch)
         run = evaluate(net, test, policy, cost="latency", batch_size=batch)
         speed = compare(net, policy, images[:count], batch, repeats=3 if quick else 15)

@@ -38,10 +38,18 @@ MODELS = {
     "resnet": {"depth": 18, "width": 0.125},
     "mobilenetv2": {"width": 0.25},
 }
+# Per model: baseline epochs, most pruning rounds, epochs per round's fine-tune and of the last
+# one. The papers retrain for 160 epochs after each removal; a resnet epoch here takes ~12 s,
+# so it gets 3 per round (1 per round lost 2+ points by the 5th layer), mobilenetv2 (~2 min
+# an epoch on one core) 1. The command line overrides these for every model.
+SCHEDULES = {
+    "resnet": {"epochs": 30, "rounds": 14, "finetune_epochs": 3, "final_epochs": 6},
+    "mobilenetv2": {"epochs": 12, "rounds": 9, "finetune_epochs": 1, "final_epochs": 2},
+}
 # A quarter of the remaining weights per round (the papers' half empties too much at once for
-# one-epoch fine-tunes), NEPENTHE removing layers below 0.1 bit. A round is undone when it loses
-# more than 2 points of validation accuracy (a guard against collapse: with one-epoch
-# fine-tunes on this CPU budget, a half-point guard undoes every round; see the results).
+# fine-tunes of a few epochs), NEPENTHE removing layers below 0.1 bit. A round is undone when it
+# loses more than 2 points of validation accuracy (a guard against collapse: with fine-tunes
+# this short, a half-point guard undoes nearly every round; see the results).
 METHODS = {
     "egp": {"ratio": 0.25},
     "nepenthe": {"ratio": 0.25, "threshold": 0.1},
@@ -72,13 +80,14 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
     return model.cpu().eval()
 
 
-def run_method(model, splits, method: str, args, device: str) -> dict:
-    finetune = engine.TrainConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
+def run_method(model, splits, method: str, schedule: dict, args, device: str) -> dict:
+    finetune = engine.TrainConfig(epochs=schedule["finetune_epochs"], lr=args.finetune_lr,
                                   schedule=args.finetune_schedule, augment=True, device=device,
                                   threads=1)
     started = time.perf_counter()
-    depth_pruner = pruner(method, rounds=args.rounds, tolerance=TOLERANCE, samples=args.samples,
-                          final_epochs=args.final_epochs, **METHODS[method])
+    depth_pruner = pruner(method, rounds=schedule["rounds"], tolerance=TOLERANCE,
+                          samples=args.samples, final_epochs=schedule["final_epochs"],
+                          **METHODS[method])
     outcome = reduce_depth(model, splits, depth_pruner, finetune,
                            timer=Timer(batch=1, threads=1, repeats=args.repeats),
                            repeats={1: args.repeats, 256: args.repeats_b256}, threads=1)
@@ -123,14 +132,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run on 2000 images")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to train (latency is always measured on the CPU)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the baselines")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of the baselines (default: per model, SCHEDULES)")
     parser.add_argument("--limit", type=int, default=6000, help="cap on each split's size")
-    parser.add_argument("--rounds", type=int, default=9, help="most pruning rounds per method")
-    parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs per round")
-    parser.add_argument("--finetune-lr", type=float, default=0.005, help="peak lr of each fine-tune")
-    parser.add_argument("--finetune-schedule", default="cosine", choices=["cosine", "onecycle"],
+    parser.add_argument("--rounds", type=int, default=None, help="most pruning rounds per method")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs per round")
+    parser.add_argument("--finetune-lr", type=float, default=0.02, help="peak lr of each fine-tune")
+    parser.add_argument("--finetune-schedule", default="onecycle", choices=["cosine", "onecycle"],
                         help="lr schedule of each fine-tune")
-    parser.add_argument("--final-epochs", type=int, default=2, help="epochs of the last fine-tune")
+    parser.add_argument("--final-epochs", type=int, default=None,
+                        help="epochs of the last fine-tune")
     parser.add_argument("--samples", type=int, default=1000, help="inputs for neuron states")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at batch 1")
     parser.add_argument("--repeats-b256", type=int, default=5, help="timed calls at batch 256")
@@ -144,19 +155,21 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     if args.quick:
         args.epochs, args.limit, args.rounds, args.samples, args.final_epochs = 1, 2000, 2, 500, 1
-        args.repeats, args.repeats_b256 = 10, 2
+        args.finetune_epochs, args.repeats, args.repeats_b256 = 1, 10, 2
     device = str(engine.resolve_device(args.device))
     torch.set_num_threads(1)  # latency is measured on one thread; training is as fast here
     splits = data.load("fashion-mnist", limit=args.limit)
 
     results = {}
     for name in args.models:
-        model = train_baseline(name, splits, args.epochs, device, args.cache)
+        schedule = {key: value if getattr(args, key) is None else getattr(args, key)
+                    for key, value in SCHEDULES[name].items()}
+        model = train_baseline(name, splits, schedule["epochs"], device, args.cache)
         print(f"{name}: trained, test accuracy "
               f"{engine.evaluate(model, splits.test)['accuracy']:.4f}", flush=True)
-        rows = [run_method(copy.deepcopy(model), splits, method, args, device)
+        rows = [run_method(copy.deepcopy(model), splits, method, schedule, args, device)
                 for method in args.methods]
-        results[name] = {"model": models.spec_of(model), "methods": rows}
+        results[name] = {"model": models.spec_of(model), "schedule": schedule, "methods": rows}
         report.print_table(
             f"Depth pruning {name} on {splits.name}",
             ["method", "removed", "acc before %", "acc after %", "MMACs", "b1 x", "b256 x",

@@ -42,6 +42,16 @@ def test_budget_holds_on_held_out_data_within_2_percent(rule, budget):
     assert simulate(test, policy, COSTS)["cost"] <= budget + 0.02
 
 
+@pytest.mark.parametrize("rule", ["max-prob", "patience"])
+def test_the_search_costs_handoffs_as_the_simulation_does(rule):
+    costs = ExitCosts("latency", stages=(30.0, 30.0, 40.0), heads=(2.0, 1.0, 0.5), batch_size=8,
+                      handoffs=(4.0, 3.0))
+    val = fake_outputs(2000, seed=7)
+    policy = search(val, costs, 0.7, rule)
+    assert policy.info["val_cost"] <= 0.7 + 1e-9
+    assert simulate(val, policy, costs)["cost"] == pytest.approx(policy.info["val_cost"])
+
+
 def test_more_budget_buys_accuracy_up_to_the_deepest_exit():
     val = fake_outputs(2000, seed=3)
     cheapest = search(val, COSTS, 0.32)

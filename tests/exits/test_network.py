@@ -11,7 +11,7 @@ from torch import nn
 
 from edgewise import models
 from edgewise.errors import ParameterError, UnknownNameError, UserError
-from edgewise.exits.network import EarlyExitNetwork
+from edgewise.exits.network import EarlyExitNetwork, ExitCosts
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
@@ -160,12 +160,24 @@ def test_costs_count_every_earlier_head():
     assert skipped[1] == pytest.approx(costs.fractions()[1] - costs.heads[0] / costs.full)
 
 
+def test_handoffs_are_paid_past_evaluated_exits_only():
+    costs = ExitCosts("latency", stages=(1.0, 2.0, 3.0), heads=(0.5, 0.5, 0.2), batch_size=4,
+                      handoffs=(0.1, 0.2))
+    assert costs.full == pytest.approx(6.2)
+    # by hand: 1 + .5; then .1 + 2 + .5; then .2 + 3 + .2
+    assert costs.fractions().tolist() == pytest.approx([1.5 / 6.2, 4.1 / 6.2, 7.5 / 6.2])
+    # exit 0 skipped: neither its head nor its handoff is paid
+    assert costs.fractions((False, True, True)).tolist() == pytest.approx(
+        [1 / 6.2, 3.5 / 6.2, 6.9 / 6.2])
+
+
 def test_latency_costs_are_measured_per_input_and_kept():
     net = EarlyExitNetwork.from_model(models.build("resnet", 10, (1, 16, 16), width=0.25),
                                       ["layer1"])
     costs = net.costs("latency", batch_size=8)
     assert costs.currency == "latency" and costs.batch_size == 8
-    assert all(t > 0 for t in costs.stages + costs.heads)
+    assert all(t > 0 for t in costs.stages + costs.heads + costs.handoffs)
+    assert len(costs.handoffs) == net.num_exits - 1  # none past the last exit
     assert net.costs("latency", batch_size=8) is costs
     placed = EarlyExitNetwork.from_model(models.build("resnet", 10, (1, 16, 16), width=0.25),
                                          [0.5], cost="latency", batch_size=8)

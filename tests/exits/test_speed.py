@@ -22,6 +22,20 @@ def test_fastest_format_names_a_format(trained):
         "channels_last", "contiguous")
 
 
+def test_use_fastest_format_puts_the_network_in_the_format_it_names(trained):
+    import copy
+
+    from edgewise.exits.speed import FORMATS, use_fastest_format
+
+    net = copy.deepcopy(trained).eval()
+    name = use_fastest_format(net, torch.randn(8, 1, 16, 16))
+    assert net.memory_format == FORMATS[name]
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=FORMATS[name])
+    speed = compare(net, Policy("max-prob", (0.6, 0.9)), torch.randn(32, 1, 16, 16), 16, repeats=1)
+    assert speed.static_format == speed.dynamic_format == name
+
+
 @pytest.mark.parametrize("batch_size", [1, 16])
 def test_compare_reports_the_policy_it_ran(trained, splits, batch_size):
     images = splits.test.tensors[0][:32]

@@ -18,7 +18,7 @@ from edgewise import data, engine, exits, models, report
 from edgewise.cli.app import app, console
 from edgewise.cli.train import NO_FLIP
 from edgewise.errors import ParameterError, UserError
-from edgewise.exits.speed import compare
+from edgewise.exits.speed import compare, use_fastest_format
 from edgewise.exits.strategies import STRATEGIES
 from edgewise.registry import lookup
 
@@ -157,12 +157,13 @@ def infer_command(
     """Run real dynamic inference on test images; time it against the static network."""
     net = exits.load(path)
     splits = data.load(data_name, root=root)
+    x, y = splits.test.tensors[0][:images], splits.test.tensors[1][:images]
+    use_fastest_format(net, x[:batch_size])  # before calibrating: latency depends on it
     if budget is not None:
         net.policy = exits.calibrate(net, splits.val, budget, net.policy.rule if net.policy
                                      else "max-prob", cost, batch_size=batch_size)
     if net.policy is None:
         raise UserError(f"{path} has no policy: pass --budget.")
-    x, y = splits.test.tensors[0][:images], splits.test.tensors[1][:images]
     predictions = torch.cat([net.infer(b, net.policy)[0] for b in x.split(batch_size)])
     speed = compare(net, net.policy, x[: min(images, 200 if batch_size == 1 else images)],
                     batch_size, repeats=repeats)

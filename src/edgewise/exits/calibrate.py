@@ -136,6 +136,8 @@ class _Problem:
         self.stateful = rule_of(rule).stateful
         self.stage = torch.tensor(costs.stages, dtype=torch.float64) / costs.full
         self.head = torch.tensor(costs.heads, dtype=torch.float64) / costs.full
+        handoffs = costs.handoffs or (0.0,) * (len(costs.heads) - 1)
+        self.handoff = torch.tensor(handoffs[: len(costs.heads) - 1], dtype=torch.float64) / costs.full
         self.budget = budget + 1e-12
         self.num_thresholds = self.correct.shape[0] - 1
         self.rule, self.budget_asked = rule, budget
@@ -147,7 +149,9 @@ class _Problem:
         runs = torch.ones(len(thresholds), self.num_thresholds + 1, dtype=torch.float64)
         if not self.stateful:
             runs[:, :-1] = (thresholds < INF).double()
-        return torch.cumsum(self.stage + self.head * runs, dim=1)
+        handed = torch.zeros_like(runs)  # inputs going on past exit e - 1 are gathered there
+        handed[:, 1:] = self.handoff * runs[:, :-1]
+        return torch.cumsum(self.stage + self.head * runs + handed, dim=1)
 
     def outcome(self, thresholds: Tensor, scores: Tensor, correct: Tensor) -> tuple[Tensor, ...]:
         """Exits (K, N), and per input whether it is right and what it costs (K, N)."""
@@ -175,7 +179,8 @@ class _Problem:
         exits, right_off, cost_off = self.outcome(off, scores, correct)
         passing = (exits > j).double()  # reach exit j and, with t_j = inf, leave later
         head = 0.0 if self.stateful else float(self.head[j])  # what running head j adds
-        cost_on = cost_off + head * passing
+        handoff = 0.0 if self.stateful else float(self.handoff[j])  # ... for those going on
+        cost_on = cost_off + (head + handoff) * passing
         at_j = self.reach(off)[:, j : j + 1] + head
         size = exits.shape[1]
         accuracy_off = right_off.mean(dim=1, keepdim=True)

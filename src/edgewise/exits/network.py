@@ -25,7 +25,7 @@ of reaching exit ``e`` counts every stage up to ``e`` and every head evaluated o
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +48,17 @@ class ExitCosts:
     """Cost per input of every stage and head: MACs, or seconds at `batch_size` (per input).
 
     ``cumulative[e]`` is the cost of reaching exit ``e`` with every head up to it evaluated;
-    ``full`` is the static network's (all stages and the final head only).
+    ``full`` is the static network's (all stages and the final head only). In latency, a
+    head's cost includes scoring its logits, and `handoffs[e]` is what an input that goes on
+    past an evaluated exit ``e`` pays to be gathered with the others that stay (empty: free,
+    as in MACs).
     """
 
     currency: str
     stages: tuple[float, ...]
     heads: tuple[float, ...]
     batch_size: int
+    handoffs: tuple[float, ...] = ()
 
     @property
     def full(self) -> float:
@@ -62,16 +66,24 @@ class ExitCosts:
 
     @property
     def cumulative(self) -> tuple[float, ...]:
-        return tuple(itertools.accumulate(s + h for s, h in zip(self.stages, self.heads, strict=True)))
+        return tuple(itertools.accumulate(self.steps()))
+
+    def steps(self, evaluated: Sequence[bool] | None = None) -> list[float]:
+        """Cost of each step, from exit ``e - 1`` to exit ``e``, when the heads `evaluated` run
+        (a policy's `evaluated`; by default all): the handoff past exit ``e - 1`` if its head
+        ran, stage ``e``, and head ``e`` if it runs."""
+        evaluated = evaluated or (True,) * len(self.heads)
+        handoffs = self.handoffs or (0.0,) * len(self.heads)
+        came = [0.0] + [h if run else 0.0 for h, run in zip(handoffs, evaluated[:-1], strict=False)]
+        return [c + s + (h if run else 0.0)
+                for c, s, h, run in zip(came, self.stages, self.heads, evaluated, strict=True)]
 
     def fractions(self, evaluated: Sequence[bool] | None = None) -> Tensor:
         """Cost of leaving at each exit as a fraction of `full`: (E,) float64.
 
         `evaluated` says which heads run (a policy's `evaluated`); by default all.
         """
-        evaluated = evaluated or (True,) * len(self.heads)
-        steps = [s + (h if run else 0.0)
-                 for s, h, run in zip(self.stages, self.heads, evaluated, strict=True)]
+        steps = self.steps(evaluated)
         return torch.tensor(list(itertools.accumulate(steps)), dtype=torch.float64) / self.full
 
 
@@ -198,18 +210,27 @@ class EarlyExitNetwork(nn.Module):
         device = next(self.parameters()).device
         x = self._prepare(torch.randn(batch, *self.input_shape,
                                       generator=torch.Generator().manual_seed(0)).to(device))
-        stages, heads = [], []
+        stages, heads, handoffs = [], [], []
+        last = self.num_exits - 1
+        everyone = torch.arange(batch, device=device)
         training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for stage, head in zip(self.stages, self.heads, strict=True):
+                for e, (stage, head) in enumerate(zip(self.stages, self.heads, strict=True)):
                     stages.append(_measure(stage, x, currency) / batch)
                     x = stage(x)
-                    heads.append(_measure(head, x, currency) / batch)
+                    if currency == "macs" or e == last:
+                        heads.append(_measure(head, x, currency) / batch)
+                        continue
+                    # an exit's decision: its head, then the score (max-prob's, standing in for
+                    # any rule's); an input that stays is then gathered with the others
+                    heads.append(_measure(lambda z, head=head: head(z).softmax(dim=1).amax(dim=1),
+                                          x, currency) / batch)
+                    handoffs.append(_measure(lambda z: take_rows(z, everyone), x, currency) / batch)
         finally:
             self.train(training)
-        return ExitCosts(currency, tuple(stages), tuple(heads), batch)
+        return ExitCosts(currency, tuple(stages), tuple(heads), batch, tuple(handoffs))
 
     def _prepare(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
@@ -312,8 +333,8 @@ def _spec_or_none(model: nn.Module) -> dict[str, Any] | None:
         return None
 
 
-def _measure(module: nn.Module, x: Tensor, currency: str) -> float:
-    """MACs of ``module(x)`` for the whole batch, or its median seconds per call."""
+def _measure(module: Callable[[Tensor], object], x: Tensor, currency: str) -> float:
+    """MACs of ``module(x)`` (a module) for the whole batch, or its median seconds per call."""
     if currency == "macs":
         return float(count_macs(module, x).total)
     return time_it(lambda: module(x), warmup=3, repeats=15, inference=True).median_s

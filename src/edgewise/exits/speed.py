@@ -76,6 +76,15 @@ def fastest_format(module: nn.Module, run: Callable[[nn.Module, Tensor], object]
     return min(times, key=lambda name: statistics.median(times[name]))
 
 
+def use_fastest_format(net: EarlyExitNetwork, example: Tensor) -> str:
+    """Put `net` in the memory format in which its static network runs `example` fastest here,
+    and return that format's name. Call it before calibrating on measured latency: the
+    stages' relative costs, hence the thresholds, depend on the format."""
+    name = fastest_format(static_network(net).eval(), lambda m, x: m(x), example)
+    net.set_memory_format(FORMATS[name])
+    return name
+
+
 def compare(
     net: EarlyExitNetwork,
     policy: Policy,
@@ -88,30 +97,28 @@ def compare(
 
     Batch size 1 times each of the N inputs alone (N small, e.g. 200); a larger batch
     size times passes over ``images`` split into batches. Both sides end with the predicted
-    classes (the static network's argmax). Both networks run in the memory
-    format fastest for the static one, so that the only difference is the exits. `net`
-    is left as it was.
+    classes (the static network's argmax) and run in `net`'s memory format, so that the
+    only difference is the exits: put `net` in its static network's fastest format first
+    (`use_fastest_format`), before calibrating. `net` is left as it was.
     """
     net = copy.deepcopy(net).cpu().eval()
-    batches = list(images.split(batch_size))
-    memory_format = fastest_format(static_network(net), lambda m, x: m(x), batches[0])
-    fast = net.set_memory_format(FORMATS[memory_format])
-    static_net = static_network(fast)
+    static_net = static_network(net)
+    memory_format = next(name for name, f in FORMATS.items() if f == net.memory_format)
 
     def static(x: Tensor) -> Tensor:  # predictions, as infer returns
         return static_net(x).argmax(dim=1)
 
-    xs = [b.contiguous(memory_format=FORMATS[memory_format]) for b in batches]
+    xs = [b.contiguous(memory_format=net.memory_format) for b in images.split(batch_size)]
     with torch.inference_mode():
-        exits = torch.cat([fast.infer(b, policy)[1] for b in xs])
+        exits = torch.cat([net.infer(b, policy)[1] for b in xs])
         if batch_size == 1:
-            static_s, dynamic_s = _alternate_each(static, lambda x: fast.infer(x, policy), xs, repeats)
+            static_s, dynamic_s = _alternate_each(static, lambda x: net.infer(x, policy), xs, repeats)
             speedup = static_s / dynamic_s
         else:
-            static_s, dynamic_s, speedup = _alternate(static, lambda x: fast.infer(x, policy),
+            static_s, dynamic_s, speedup = _alternate(static, lambda x: net.infer(x, policy),
                                                       xs, repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    predicted = predict_speedup(fast, policy, distribution, xs[0], batch_size)
+    predicted = predict_speedup(net, policy, distribution, xs[0], batch_size)
     return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
                  torch.get_num_threads(), memory_format, memory_format)
 
