@@ -44,7 +44,7 @@ MODELS = {
 # an epoch on one core) 1. The command line overrides these for every model.
 SCHEDULES = {
     "resnet": {"epochs": 30, "rounds": 14, "finetune_epochs": 3, "final_epochs": 6},
-    "mobilenetv2": {"epochs": 12, "rounds": 9, "finetune_epochs": 1, "final_epochs": 2},
+    "mobilenetv2": {"epochs": 12, "rounds": 6, "finetune_epochs": 1, "final_epochs": 2},
 }
 # A quarter of the remaining weights per round (the papers' half empties too much at once for
 # fine-tunes of a few epochs), NEPENTHE removing layers below 0.1 bit. A round is undone when it
