@@ -22,6 +22,17 @@ def test_time_it_calls_warmup_plus_repeats_and_orders_quartiles():
     assert 0.002 <= timing.p25_s <= timing.median_s <= timing.p75_s < 1.0
 
 
+def test_time_interleaved_alternates_the_calls_and_times_each_apart():
+    order = []
+
+    def nap(name, seconds):
+        return lambda: (order.append(name), time.sleep(seconds))
+
+    short, long_ = cost.time_interleaved([nap("a", 0.001), nap("b", 0.004)], warmup=1, repeats=3)
+    assert order == ["a", "b"] * 4
+    assert 0.001 <= short.median_s < 0.004 <= long_.median_s and short.repeats == 3
+
+
 def test_thread_count_is_fixed_then_restored_even_on_error():
     before = torch.get_num_threads()
     seen = []

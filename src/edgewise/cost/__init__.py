@@ -6,7 +6,7 @@ count, latency as the median of timed runs with the thread count fixed.
 """
 
 from edgewise.cost.analytic import analytic_activation_bytes
-from edgewise.cost.latency import Timing, time_it, time_model
+from edgewise.cost.latency import Timing, time_interleaved, time_it, time_model
 from edgewise.cost.macs import MacCount, count_macs, count_params
 from edgewise.cost.memory import (
     MemoryReport,
@@ -26,6 +26,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "saved_activation_bytes",
+    "time_interleaved",
     "time_it",
     "time_model",
     "training_memory",

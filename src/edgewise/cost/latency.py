@@ -7,9 +7,9 @@ baseline timed in the same run, as a ratio.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ class Timing:
     p75_s: float
     repeats: int
     threads: int
+    samples: tuple[float, ...] = field(default=(), repr=False)  # every timed call, in order
 
 
 def time_it(
@@ -42,26 +43,50 @@ def time_it(
     count) and the previous count is restored afterwards; `inference` runs
     every call under ``torch.inference_mode``.
     """
-    check_param("time_it", "warmup", warmup, isinstance(warmup, int) and warmup >= 0, "an int >= 0")
-    check_param("time_it", "repeats", repeats, isinstance(repeats, int) and repeats >= 1, "an int >= 1")
-    check_param("time_it", "threads", threads,
+    return _timed("time_it", [fn], warmup, repeats, threads, inference)[0]
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], object]],
+    warmup: int = 5,
+    repeats: int = 30,
+    threads: int | None = None,
+    inference: bool = False,
+) -> list[Timing]:
+    """`time_it` for several calls at once, in alternation: each round calls every one of
+    `fns` in turn, so that a change in the machine's load falls on all of them alike, and
+    their ratios hold even when their absolute times drift."""
+    return _timed("time_interleaved", list(fns), warmup, repeats, threads, inference)
+
+
+def _timed(owner: str, fns: list[Callable[[], object]], warmup: int, repeats: int,
+           threads: int | None, inference: bool) -> list[Timing]:
+    check_param(owner, "warmup", warmup, isinstance(warmup, int) and warmup >= 0, "an int >= 0")
+    check_param(owner, "repeats", repeats, isinstance(repeats, int) and repeats >= 1, "an int >= 1")
+    check_param(owner, "threads", threads,
                 threads is None or (isinstance(threads, int) and threads >= 1), "None or an int >= 1")
     previous = torch.get_num_threads()
     threads = threads or previous
-    times = []
+    times: list[list[float]] = [[] for _ in fns]
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode() if inference else nullcontext():
             for _ in range(warmup):
-                fn()
+                for fn in fns:
+                    fn()
             for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
+                for fn, spent in zip(fns, times, strict=True):
+                    start = time.perf_counter()
+                    fn()
+                    spent.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
-    p25, median, p75 = np.percentile(times, [25, 50, 75])
-    return Timing(float(median), float(p25), float(p75), repeats, threads)
+    timings = []
+    for spent in times:
+        p25, median, p75 = np.percentile(spent, [25, 50, 75])
+        timings.append(Timing(float(median), float(p25), float(p75), repeats, threads,
+                              tuple(spent)))
+    return timings
 
 
 def time_model(

@@ -24,8 +24,9 @@ of reaching exit ``e`` counts every stage up to ``e`` and every head evaluated o
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from edgewise import models
-from edgewise.cost import count_macs, time_it
+from edgewise.cost import count_macs, time_interleaved, time_it
 from edgewise.errors import ParameterError, UserError, check_param
 from edgewise.exits.heads import build_head
 from edgewise.exits.policies import Policy
@@ -41,6 +42,7 @@ from edgewise.exits.split import Chain, chain_of
 from edgewise.registry import lookup
 
 CURRENCIES = ("latency", "macs")
+PLANS_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class EarlyExitNetwork(nn.Module):
         self.policy: Policy | None = None
         self.memory_format = torch.contiguous_format
         self._costs: dict[tuple, ExitCosts] = {}
-        self._last_plan: tuple[Policy, tuple] | None = None
+        self._plans: dict[int, tuple[Policy, tuple]] = {}  # by id(policy), the policy kept alive
         self._exit_tensors: dict[tuple, Tensor] = {}
 
     @classmethod
@@ -207,30 +209,40 @@ class EarlyExitNetwork(nn.Module):
         return self._costs[key]
 
     def _profile(self, currency: str, batch: int) -> ExitCosts:
+        """Count (MACs) or time each part on a batch: latency parts are timed in alternation
+        (`edgewise.cost.time_interleaved`), so that their ratios hold on a busy machine."""
         device = next(self.parameters()).device
         x = self._prepare(torch.randn(batch, *self.input_shape,
                                       generator=torch.Generator().manual_seed(0)).to(device))
-        stages, heads, handoffs = [], [], []
         last = self.num_exits - 1
         everyone = torch.arange(batch, device=device)
+        stages, heads, handoffs = [], [], []  # (callable, its input)
         training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 for e, (stage, head) in enumerate(zip(self.stages, self.heads, strict=True)):
-                    stages.append(_measure(stage, x, currency) / batch)
+                    stages.append((stage, x))
                     x = stage(x)
                     if currency == "macs" or e == last:
-                        heads.append(_measure(head, x, currency) / batch)
+                        heads.append((head, x))
                         continue
                     # an exit's decision: its head, then the score (max-prob's, standing in for
                     # any rule's); an input that stays is then gathered with the others
-                    heads.append(_measure(lambda z, head=head: head(z).softmax(dim=1).amax(dim=1),
-                                          x, currency) / batch)
-                    handoffs.append(_measure(lambda z: take_rows(z, everyone), x, currency) / batch)
+                    heads.append((functools.partial(_decide, head), x))
+                    handoffs.append((functools.partial(take_rows, rows=everyone), x))
+                parts = stages + heads + handoffs
+                if currency == "macs":
+                    totals = [float(count_macs(part, z).total) for part, z in parts]
+                else:
+                    totals = [t.median_s for t in time_interleaved(
+                        [functools.partial(part, z) for part, z in parts], warmup=3, repeats=15)]
         finally:
             self.train(training)
-        return ExitCosts(currency, tuple(stages), tuple(heads), batch, tuple(handoffs))
+        per_input = [total / batch for total in totals]
+        n, m = len(stages), len(heads)
+        return ExitCosts(currency, tuple(per_input[:n]), tuple(per_input[n:n + m]), batch,
+                         tuple(per_input[n + m:]))
 
     def _prepare(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
@@ -287,11 +299,15 @@ class EarlyExitNetwork(nn.Module):
         return predictions, exits
 
     def _plan(self, policy: Policy) -> tuple[Any, tuple[float, ...], tuple[bool, ...]]:
-        """(scorer, thresholds, which heads run) of `policy`, worked out once per policy."""
-        if self._last_plan is None or self._last_plan[0] is not policy:
-            plan = (policy.scorer, policy.thresholds, policy.evaluated(self.num_exits))
-            self._last_plan = (policy, plan)
-        return self._last_plan[1]
+        """(scorer, thresholds, which heads run) of `policy`, worked out once per policy (the
+        last few are kept, so that alternating between policies costs nothing either)."""
+        kept = self._plans.get(id(policy))
+        if kept is None or kept[0] is not policy:
+            if len(self._plans) >= PLANS_KEPT:
+                self._plans.clear()
+            kept = (policy, (policy.scorer, policy.thresholds, policy.evaluated(self.num_exits)))
+            self._plans[id(policy)] = kept
+        return kept[1]
 
     def _infer_one(self, x: Tensor, plan: tuple) -> tuple[Tensor, Tensor]:
         """One input: no index bookkeeping, one comparison per evaluated exit."""
@@ -333,8 +349,13 @@ def _spec_or_none(model: nn.Module) -> dict[str, Any] | None:
         return None
 
 
-def _measure(module: Callable[[Tensor], object], x: Tensor, currency: str) -> float:
-    """MACs of ``module(x)`` (a module) for the whole batch, or its median seconds per call."""
+def _decide(head: nn.Module, x: Tensor) -> Tensor:
+    """What an exit computes to decide: its logits' max-prob score."""
+    return head(x).softmax(dim=1).amax(dim=1)
+
+
+def _measure(module: nn.Module, x: Tensor, currency: str) -> float:
+    """MACs of ``module(x)`` for the whole batch, or its median seconds per call."""
     if currency == "macs":
         return float(count_macs(module, x).total)
     return time_it(lambda: module(x), warmup=3, repeats=15, inference=True).median_s
