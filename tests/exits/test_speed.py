@@ -98,17 +98,3 @@ def test_interleaved_times_each_run_apart():
                                 repeats=5)
     assert 0.001 <= short < 0.004 <= long_
 
-
-def test_mixture_median_falls_in_the_tail_of_the_exit_that_holds_the_median():
-    from edgewise.cost import Timing
-    from edgewise.exits.speed import _mixture_median
-
-    def timed(values):  # each value is one group of two identical calls
-        samples = tuple(v for v in values for _ in range(2))
-        return Timing(0.0, 0.0, 0.0, len(samples), 1, samples)
-
-    fast, slow = timed([1.0] * 10), timed([10.0 + k for k in range(10)])  # slow: 10..19
-    # by hand: 35 % leave at the fast exit and each slow value weighs 6.5 %, so the half is
-    # reached at the 3rd slow value (35 + 3 * 6.5 = 54.5 %), not at the slow exit's median
-    assert _mixture_median([fast, slow], [0.35, 0.65], group=2) == 12.0
-    assert _mixture_median([fast, slow], [0.6, 0.4], group=2) == 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ class Timing:
     p75_s: float
     repeats: int
     threads: int
-    samples: tuple[float, ...] = field(default=(), repr=False)  # every timed call, in order
 
 
 def time_it(
@@ -84,8 +83,7 @@ def _timed(owner: str, fns: list[Callable[[], object]], warmup: int, repeats: in
     timings = []
     for spent in times:
         p25, median, p75 = np.percentile(spent, [25, 50, 75])
-        timings.append(Timing(float(median), float(p25), float(p75), repeats, threads,
-                              tuple(spent)))
+        timings.append(Timing(float(median), float(p25), float(p75), repeats, threads))
     return timings
 
 

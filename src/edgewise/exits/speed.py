@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from edgewise.cost import Timing, time_interleaved
+from edgewise.cost import time_interleaved
 from edgewise.exits.network import EarlyExitNetwork, take_rows
 from edgewise.exits.policies import Policy
 
@@ -120,13 +120,13 @@ def compare(
             static_s, dynamic_s, speedup = _alternate(static, lambda x: net.infer(x, policy),
                                                       xs, repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    predicted = predict_speedup(net, policy, distribution, xs[0], batch_size, repeats)
+    predicted = predict_speedup(net, policy, distribution, xs[0], batch_size)
     return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
                  torch.get_num_threads(), memory_format, memory_format)
 
 
 def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequence[float],
-                    example: Tensor, batch_size: int, calls_per_input: int = 15) -> float:
+                    example: Tensor, batch_size: int) -> float:
     """The speed-up the latency cost model predicts from the exit distribution.
 
     Batched, each stage and each evaluated exit (its head, the policy's score of its
@@ -135,10 +135,9 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
     yet), because on a CPU the time per input depends on the batch size (caches); the
     prediction is the ratio of a batch's time, the static network's stages timed on the
     whole batch. At batch size 1 the cost of leaving at each exit is profiled whole (see
-    `exit_latencies`), Python dispatch included, and the prediction is the static median
-    over the median latency of the mix of inputs (`_mixture_median`, each input timed
-    `calls_per_input` times as in `compare`), the statistic `compare` measures there. Every
-    part is timed in alternation
+    `exit_latencies`), Python dispatch included, and the prediction is the ratio of median
+    latencies (the exits' weighted by the distribution), the statistic `compare` measures
+    there. Every part is timed in alternation
     with the others (`_interleaved`), so that a change in the machine's load falls on the
     static and the dynamic side alike. `example` is one batch of inputs, in `net`'s memory
     format.
@@ -146,11 +145,10 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
     static = static_network(net)
     if batch_size == 1:
         x = example[:1]
-        runs = [(lambda z: static(z).argmax(dim=1), x)] + _leaving_runs(net, policy, x)
         with torch.inference_mode():
-            static_t, *leaving = time_interleaved([functools.partial(run, z) for run, z in runs],
-                                                  repeats=calls_per_input * 20)
-        return static_t.median_s / _mixture_median(leaving, distribution, calls_per_input)
+            static_s, *leaving = _interleaved(
+                [(lambda z: static(z).argmax(dim=1), x)] + _leaving_runs(net, policy, x))
+        return static_s / _weighted_median(leaving, distribution)
     evaluated, rule = policy.evaluated(net.num_exits), policy.scorer
     reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
     sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
@@ -216,21 +214,6 @@ def _interleaved(runs: Sequence[tuple[Callable[[Tensor], object], Tensor]],
     repeats = repeats or max(15, 1000 // max(len(x) for _, x in runs))
     timings = time_interleaved([functools.partial(run, x) for run, x in runs], repeats=repeats)
     return [t.median_s for t in timings]
-
-
-def _mixture_median(timings: Sequence[Timing], distribution: Sequence[float], group: int) -> float:
-    """The median latency over inputs when a share ``distribution[e]`` of them leaves at exit
-    ``e``, each input's own latency being the median of `group` calls (as `compare` measures
-    it): the exits' timed calls are cut into groups of that size, and the median of
-    the mixture of the groups' medians is returned. With a share near one half at an exit, the
-    median falls in the tail of that exit's latencies, which the exit's median alone misses."""
-    values, weights = [], []
-    for timing, share in zip(timings, distribution, strict=True):
-        groups = [statistics.median(timing.samples[i:i + group])
-                  for i in range(0, len(timing.samples), group)]
-        values += groups
-        weights += [share / len(groups)] * len(groups)
-    return _weighted_median(values, weights)
 
 
 def _weighted_median(values: Sequence[float], weights: Sequence[float]) -> float:
