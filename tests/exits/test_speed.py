@@ -98,3 +98,13 @@ def test_interleaved_times_each_run_apart():
                                 repeats=5)
     assert 0.001 <= short < 0.004 <= long_
 
+
+
+def test_exit_latencies_time_every_input_at_every_exit(trained, splits):
+    from edgewise.exits.speed import exit_latencies, static_network
+
+    inputs = list(splits.test.tensors[0][:3].split(1))
+    static, *exits = exit_latencies(trained.eval(), Policy("max-prob", (0.6, 0.9)), inputs,
+                                    static_network(trained))
+    assert len(exits) == trained.num_exits and all(len(each) == 3 for each in [static, *exits])
+    assert all(t > 0 for each in [static, *exits] for t in each)

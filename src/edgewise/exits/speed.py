@@ -29,6 +29,8 @@ from edgewise.cost import time_interleaved
 from edgewise.exits.network import EarlyExitNetwork, take_rows
 from edgewise.exits.policies import Policy
 
+BATCH1_INPUTS = 30  # inputs profiled per exit for the batch-1 prediction
+BATCH1_CALLS = 15  # calls per input, as the benchmark's `compare`
 NEVER = 1e30  # a threshold no exit score reaches: the head runs, the input stays
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
@@ -120,7 +122,8 @@ def compare(
             static_s, dynamic_s, speedup = _alternate(static, lambda x: net.infer(x, policy),
                                                       xs, repeats)
     distribution = (torch.bincount(exits, minlength=net.num_exits) / len(exits)).tolist()
-    predicted = predict_speedup(net, policy, distribution, xs[0], batch_size)
+    example = xs[0] if batch_size > 1 else torch.cat(xs[:BATCH1_INPUTS])
+    predicted = predict_speedup(net, policy, distribution, example, batch_size)
     return Speed(batch_size, static_s, dynamic_s, speedup, predicted, distribution,
                  torch.get_num_threads(), memory_format, memory_format)
 
@@ -135,20 +138,24 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
     yet), because on a CPU the time per input depends on the batch size (caches); the
     prediction is the ratio of a batch's time, the static network's stages timed on the
     whole batch. At batch size 1 the cost of leaving at each exit is profiled whole (see
-    `exit_latencies`), Python dispatch included, and the prediction is the ratio of median
-    latencies (the exits' weighted by the distribution), the statistic `compare` measures
-    there. Every part is timed in alternation
+    `exit_latencies`, on each input of `example` timed alone), Python dispatch included, and
+    the prediction is the ratio of the median over inputs, static and of the mix of inputs
+    leaving at each exit (weighted by the distribution), the statistic `compare` measures
+    there: with about half of the inputs leaving at one exit, that median falls in the tail
+    of the next exit's latencies. Every part is timed in alternation
     with the others (`_interleaved`), so that a change in the machine's load falls on the
     static and the dynamic side alike. `example` is one batch of inputs, in `net`'s memory
     format.
     """
     static = static_network(net)
     if batch_size == 1:
-        x = example[:1]
-        with torch.inference_mode():
-            static_s, *leaving = _interleaved(
-                [(lambda z: static(z).argmax(dim=1), x)] + _leaving_runs(net, policy, x))
-        return static_s / _weighted_median(leaving, distribution)
+        inputs = list(example.split(1))
+        static_each, *leaving = exit_latencies(net, policy, inputs, static)
+        # the median over inputs of the mix: each profiled input of exit e weighs share_e / n
+        values = [t for each in leaving for t in each]
+        weights = [share / len(each) for each, share in zip(leaving, distribution, strict=True)
+                   for _ in each]
+        return statistics.median(static_each) / _weighted_median(values, weights)
     evaluated, rule = policy.evaluated(net.num_exits), policy.scorer
     reach = [1.0 - sum(distribution[:e]) for e in range(len(distribution))]
     sizes = [max(1, round(batch_size * r)) if r > 1e-9 else 0 for r in reach]
@@ -177,23 +184,25 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
     return sum(seconds[: len(static_runs)]) / sum(seconds[len(static_runs):])
 
 
-def exit_latencies(net: EarlyExitNetwork, policy: Policy, x: Tensor) -> list[float]:
-    """Median seconds of ``net.infer(x, ...)`` made to leave at each exit in turn.
+def exit_latencies(net: EarlyExitNetwork, policy: Policy, inputs: Sequence[Tensor],
+                   static: nn.Module | None = None) -> list[list[float]]:
+    """Each input's median seconds in ``net.infer(x, ...)`` made to leave at each exit in turn
+    (and first, when given, in ``static(x).argmax``): a list per exit, an entry per input.
 
     On the way to exit ``e`` the heads that `policy` evaluates run and score without
-    letting the input leave (a threshold no score reaches), then exit ``e`` takes it: the
-    cost of leaving there, profiled on `x` (one input, whatever its class), the exits timed
-    in alternation (see `_interleaved`).
+    letting the input leave (a threshold no score reaches), then exit ``e`` takes it. Every
+    (input, exit) is called once per pass over all of them, as `compare` times each input
+    once per pass, so that an input's median spans the whole profile as it does there.
     """
-    with torch.inference_mode():
-        return _interleaved(_leaving_runs(net, policy, x))
-
-
-def _leaving_runs(net: EarlyExitNetwork, policy: Policy,
-                  x: Tensor) -> list[tuple[Callable[[Tensor], object], Tensor]]:
-    """One run per exit: ``net.infer`` made to leave there (see `leave_at`), on `x`."""
+    runs: list[tuple[Callable[[Tensor], object], Tensor]] = []
+    if static is not None:
+        runs += [(lambda z: static(z).argmax(dim=1), x) for x in inputs]
     forced = [leave_at(policy, e, net.num_exits) for e in range(net.num_exits)]
-    return [(lambda z, p=p: net.infer(z, p), x) for p in forced]
+    runs += [(lambda z, p=p: net.infer(z, p), x) for p in forced for x in inputs]
+    with torch.inference_mode():
+        medians = _interleaved(runs, repeats=BATCH1_CALLS)
+    n = len(inputs)
+    return [medians[i:i + n] for i in range(0, len(medians), n)]
 
 
 def leave_at(policy: Policy, exit_index: int, num_exits: int) -> Policy:
