@@ -29,7 +29,7 @@ from edgewise.cost import time_interleaved
 from edgewise.exits.network import EarlyExitNetwork, take_rows
 from edgewise.exits.policies import Policy
 
-BATCH1_INPUTS = 100  # inputs profiled per exit for the batch-1 prediction
+BATCH1_INPUTS = 30  # inputs profiled per exit for the batch-1 prediction
 BATCH1_CALLS = 15  # calls per input, as the benchmark's `compare`
 NEVER = 1e30  # a threshold no exit score reaches: the head runs, the input stays
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
