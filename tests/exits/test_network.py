@@ -264,7 +264,7 @@ def test_channels_last_gives_the_same_answers(trained, splits):
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def testtake_rows_equals_indexing_and_keeps_the_memory_format(memory_format):
+def test_take_rows_equals_indexing_and_keeps_the_memory_format(memory_format):
     from edgewise.exits.network import take_rows
 
     x = torch.randn(10, 3, 5, 4).contiguous(memory_format=memory_format)

@@ -136,8 +136,7 @@ class _Problem:
         self.stateful = rule_of(rule).stateful
         self.stage = torch.tensor(costs.stages, dtype=torch.float64) / costs.full
         self.head = torch.tensor(costs.heads, dtype=torch.float64) / costs.full
-        handoffs = costs.handoffs or (0.0,) * (len(costs.heads) - 1)
-        self.handoff = torch.tensor(handoffs[: len(costs.heads) - 1], dtype=torch.float64) / costs.full
+        self.handoff = torch.tensor(costs.handoffs_paid(), dtype=torch.float64) / costs.full
         self.budget = budget + 1e-12
         self.num_thresholds = self.correct.shape[0] - 1
         self.rule, self.budget_asked = rule, budget

@@ -70,13 +70,17 @@ class ExitCosts:
     def cumulative(self) -> tuple[float, ...]:
         return tuple(itertools.accumulate(self.steps()))
 
+    def handoffs_paid(self) -> tuple[float, ...]:
+        """`handoffs`, one per exit but the last, zeros when there are none (MACs)."""
+        return self.handoffs or (0.0,) * (len(self.heads) - 1)
+
     def steps(self, evaluated: Sequence[bool] | None = None) -> list[float]:
         """Cost of each step, from exit ``e - 1`` to exit ``e``, when the heads `evaluated` run
         (a policy's `evaluated`; by default all): the handoff past exit ``e - 1`` if its head
         ran, stage ``e``, and head ``e`` if it runs."""
         evaluated = evaluated or (True,) * len(self.heads)
-        handoffs = self.handoffs or (0.0,) * len(self.heads)
-        came = [0.0] + [h if run else 0.0 for h, run in zip(handoffs, evaluated[:-1], strict=False)]
+        came = [0.0] + [h if run else 0.0
+                        for h, run in zip(self.handoffs_paid(), evaluated[:-1], strict=True)]
         return [c + s + (h if run else 0.0)
                 for c, s, h, run in zip(came, self.stages, self.heads, evaluated, strict=True)]
 

@@ -68,16 +68,9 @@ def fastest_format(module: nn.Module, run: Callable[[nn.Module, Tensor], object]
     for name, memory_format in FORMATS.items():
         candidate = copy.deepcopy(module).to(memory_format=memory_format).eval()
         xs = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
-        candidates[name] = (candidate, xs)
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    with torch.inference_mode():
-        for round_ in range(repeats + 2):
-            for name, (candidate, xs) in candidates.items():
-                start = time.perf_counter()
-                run(candidate, xs)
-                if round_ >= 2:  # the first two rounds warm up
-                    times[name].append(time.perf_counter() - start)
-    return min(times, key=lambda name: statistics.median(times[name]))
+        candidates[name] = functools.partial(run, candidate, xs)
+    timings = time_interleaved(list(candidates.values()), warmup=2, repeats=repeats, inference=True)
+    return min(zip(candidates, timings, strict=True), key=lambda pair: pair[1].median_s)[0]
 
 
 def use_fastest_format(net: EarlyExitNetwork, example: Tensor) -> str:
@@ -142,9 +135,9 @@ def predict_speedup(net: EarlyExitNetwork, policy: Policy, distribution: Sequenc
     the prediction is the ratio of the median over inputs, static and of the mix of inputs
     leaving at each exit (weighted by the distribution), the statistic `compare` measures
     there: with about half of the inputs leaving at one exit, that median falls in the tail
-    of the next exit's latencies. Every part is timed in alternation
-    with the others (`_interleaved`), so that a change in the machine's load falls on the
-    static and the dynamic side alike. `example` is one batch of inputs, in `net`'s memory
+    of the next exit's latencies. Every part is timed in alternation with the others
+    (`_interleaved`), so that a change in the machine's load falls on the static and the
+    dynamic side alike. `example` is one batch of inputs, in `net`'s memory
     format.
     """
     static = static_network(net)
@@ -260,16 +253,6 @@ def _alternate(static: Callable[[Tensor], object], dynamic: Callable[[Tensor], o
 def _alternate_each(static: Callable[[Tensor], object], dynamic: Callable[[Tensor], object],
                     inputs: list[Tensor], repeats: int) -> tuple[float, float]:
     """Median over inputs of each input's median time, static and dynamic timed in turn."""
-    times = [([], []) for _ in inputs]
-    for x in inputs[:5]:  # warm-up
-        static(x), dynamic(x)
-    for _ in range(repeats):
-        for x, (static_times, dynamic_times) in zip(inputs, times, strict=True):
-            start = time.perf_counter()
-            static(x)
-            middle = time.perf_counter()
-            dynamic(x)
-            static_times.append(middle - start)
-            dynamic_times.append(time.perf_counter() - middle)
-    return (statistics.median(statistics.median(s) for s, _ in times),
-            statistics.median(statistics.median(d) for _, d in times))
+    calls = [functools.partial(side, x) for x in inputs for side in (static, dynamic)]
+    medians = [t.median_s for t in time_interleaved(calls, warmup=1, repeats=repeats)]
+    return statistics.median(medians[0::2]), statistics.median(medians[1::2])
