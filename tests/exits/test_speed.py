@@ -100,11 +100,34 @@ def test_interleaved_times_each_run_apart():
 
 
 
-def test_exit_latencies_time_every_input_at_every_exit(trained, splits):
+def test_exit_latencies_time_every_input_at_every_exit_after_the_static_network(trained, splits):
+    """Each forced exit is called right after the static network on the same input, as in
+    `compare`, and each input leaves where it is sent."""
     from edgewise.exits.speed import exit_latencies, static_network
 
+    net = trained.eval()
     inputs = list(splits.test.tensors[0][:3].split(1))
-    static, *exits = exit_latencies(trained.eval(), Policy("max-prob", (0.6, 0.9)), inputs,
-                                    static_network(trained))
-    assert len(exits) == trained.num_exits and all(len(each) == 3 for each in [static, *exits])
+    calls = []
+    static_net = static_network(net)
+    infer = net.infer
+
+    def record_static(x):
+        calls.append(("static", x.data_ptr()))
+        return static_net(x)
+
+    def record_dynamic(x, policy):
+        predictions, exits = infer(x, policy)
+        calls.append(("dynamic", x.data_ptr(), int(exits[0])))
+        return predictions, exits
+
+    net.infer = record_dynamic
+    try:
+        static, *exits = exit_latencies(net, Policy("max-prob", (0.6, 0.9)), inputs, record_static)
+    finally:
+        del net.infer
+    assert len(exits) == net.num_exits and all(len(each) == 3 for each in [static, *exits])
     assert all(t > 0 for each in [static, *exits] for t in each)
+    pairs = list(zip(calls[0::2], calls[1::2], strict=True))
+    assert all(s[0] == "static" and d[0] == "dynamic" and s[1] == d[1] for s, d in pairs)
+    pointers = [x.data_ptr() for x in inputs]
+    assert {(d[1], d[2]) for _, d in pairs} == {(p, e) for p in pointers for e in range(net.num_exits)}
