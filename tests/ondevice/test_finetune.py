@@ -67,6 +67,16 @@ def test_a_compressor_is_a_method_too(task_and_source):
     assert asi.kind == "compression" and asi.activations < vanilla.activations
 
 
+def test_a_compressor_wraps_the_layers_named(task_and_source):
+    task, source = task_and_source
+    result = finetune(source, task.target, quick("asi", layers=("classifier.fc",)))
+    features = source.classifier.fc.in_features
+    # only the new head trains: its weight and bias gradients, in float32
+    assert result.gradients == 4 * (features * task.target.num_classes + task.target.num_classes)
+    with pytest.raises(ParameterError, match="'layers' parameter of finetune must be an int >= 1 or"):
+        quick("asi", layers=())
+
+
 @pytest.mark.parametrize("method", ["svd", "hosvd"])
 def test_a_budget_is_only_checked_for_a_compressor_that_cannot_plan_for_one(task_and_source, method):
     # svd and hosvd pick their ranks by explained variance: the runner must not hand them a

@@ -27,7 +27,13 @@ from edgewise.ondevice import (
     pretrain,
     transfer_task,
 )
-from edgewise.ondevice.finetune import budget_note, check_budget, load_source, save_source
+from edgewise.ondevice.finetune import (
+    budget_note,
+    check_budget,
+    check_layers,
+    load_source,
+    save_source,
+)
 from edgewise.ondevice.memory import KB
 
 DEFAULT_WIDTHS = {"mobilenetv2": 0.35}
@@ -59,6 +65,12 @@ def ratio_rows(results: list, reference) -> list[list]:
              r.step_time_s / reference.step_time_s] for r in results if r is not reference]
 
 
+def parse_layers(text: str) -> int | tuple[str, ...]:
+    """``--layers``: a count ("4") or qualified layer names ("block6.mlp.fc1,block6.mlp.fc2")."""
+    text = text.strip()
+    return int(text) if text.isdigit() else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 @app.command("finetune")
 def finetune_command(
     method: str = typer.Option(..., "--method", help=f"One of: {', '.join(method_names())}."),
@@ -78,7 +90,10 @@ def finetune_command(
     batch_size: int = typer.Option(8, "--batch-size", help="Images per fine-tuning step (the budget is for this size)."),
     lr: float = typer.Option(0.05, "--lr", help="Peak learning rate (SGD without momentum, cosine)."),
     limit: int | None = typer.Option(2000, "--limit", help="Cap on the target's training (and validation) images."),
-    layers: int = typer.Option(4, "--layers", help="Compressors: how many of the last conv/linear layers they wrap."),
+    layers: str = typer.Option(
+        "4", "--layers",
+        help="Compressors: how many of the last conv/linear layers they wrap, or their qualified names, comma-separated.",
+    ),
     param: list[str] = typer.Option([], "--param", help="A method parameter KEY=VALUE (repeatable)."),
     source: Path | None = typer.Option(None, "--source", help="A pretrained source model (source.safetensors of an earlier run)."),
     pretrain_epochs: int = typer.Option(3, "--pretrain-epochs", help="Epochs of pretraining when no --source is given."),
@@ -93,7 +108,7 @@ def finetune_command(
     method_kind(method)  # an unknown method fails before any data is read
     configs = [FinetuneConfig(
         method=m, budget_kb=budget_kb if m == method else None, batch_size=batch_size, epochs=epochs,
-        lr=lr, seed=seed, device=device, threads=threads, layers=layers,
+        lr=lr, seed=seed, device=device, threads=threads, layers=parse_layers(layers),
         params=parse_params(param) if m == method else {},
     ) for m in ([method, "vanilla"] if with_vanilla and method != "vanilla" else [method])]
     note = budget_note(configs[0])
@@ -105,10 +120,12 @@ def finetune_command(
     task = transfer_task(data_name, root, limit=limit, seed=seed)
     if source is not None:
         model = load_source(source)
+        check_layers(model, configs[0])
     else:
         width = width or DEFAULT_WIDTHS.get(model_name, 1.0)
         untrained = models.build(model_name, task.source.num_classes, task.source.input_shape, width)
-        check_budget(untrained, task.target, configs[0])  # an impossible budget fails before pretraining
+        check_layers(untrained, configs[0])  # a wrong layer name or an impossible budget fails
+        check_budget(untrained, task.target, configs[0])  # before pretraining
         console.print(f"Pretraining {model_name} on the source task of {data_name} ({pretrain_epochs} epochs)")
         model = pretrain(model_name, task.source, width=width, progress=True, config=engine.TrainConfig(
             epochs=pretrain_epochs, seed=seed, device=device, threads=threads))

@@ -64,6 +64,7 @@ __all__ = [
     "FinetuneConfig",
     "budget_note",
     "check_budget",
+    "check_layers",
     "FinetuneResult",
     "finetune",
     "load_source",
@@ -97,7 +98,8 @@ class FinetuneConfig:
     save; by default the budget less their weight gradients; svd and hosvd take none, and the
     budget is then only checked at every step). `probe_size`: validation images whose layer outputs NEq compares;
     `ranking_batches`: training batches of the offline ranking pass (TraDy, MeDyate);
-    `layers`: how many of the last conv/linear layers a compressor wraps."""
+    `layers`: the layers a compressor wraps: how many of the last conv/linear layers, or their
+    qualified names (e.g. only a transformer's MLP layers, as WASI's paper trains)."""
 
     method: str = "full"
     budget_kb: float | None = None
@@ -110,7 +112,7 @@ class FinetuneConfig:
     threads: int | None = None
     probe_size: int = 20
     ranking_batches: int = 8
-    layers: int = 4
+    layers: int | tuple[str, ...] = 4
     timing_repeats: int = 20
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -119,10 +121,16 @@ class FinetuneConfig:
         owner = "finetune"
         if self.budget_kb is not None:
             Budget(self.budget_kb)
-        for name in ("batch_size", "epochs", "probe_size", "ranking_batches", "layers", "timing_repeats"):
+        for name in ("batch_size", "epochs", "probe_size", "ranking_batches", "timing_repeats"):
             value = getattr(self, name)
             check_param(owner, name, value, isinstance(value, int) and value >= 1, "an int >= 1")
         check_param(owner, "lr", self.lr, self.lr > 0, "> 0")
+        layers = self.layers
+        check_param(owner, "layers", layers,
+                    (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 1)
+                    or (isinstance(layers, tuple) and len(layers) > 0
+                        and all(isinstance(n, str) for n in layers)),
+                    "an int >= 1 or a non-empty tuple of qualified layer names")
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,13 @@ def _first_batch(target, batch_size: int, device: torch.device) -> tuple[Tensor,
     return tuple(t[:batch_size].clone().to(device) for t in target.train.tensors)
 
 
+def check_layers(model: nn.Module, config: FinetuneConfig) -> None:
+    """Fail early (`UnknownNameError`) when a compressor's `layers` name a layer that `model`
+    lacks or that the compressor cannot wrap."""
+    if method_kind(config.method) == "compression" and isinstance(config.layers, tuple):
+        select_layers(model, config.layers, COMPRESSORS[config.method].layer_types, config.method)
+
+
 def check_budget(model: nn.Module, target, config: FinetuneConfig) -> None:
     """Fail early (`BudgetError`) when the budget cannot hold a step that trains only the new head
     of `model` on `target` (measured on a copy; the weights' values do not matter)."""
@@ -280,7 +295,8 @@ def _prepare_compression(model, head, config, images, labels, budget):
     params = dict(config.params)
     takes_budget = COMPRESSORS[config.method].takes_budget
     if "budget_bytes" not in params and budget is not None and takes_budget:
-        targets = select_layers(model, config.layers, (nn.Conv2d, nn.Linear), config.method)
+        targets = select_layers(model, config.layers, COMPRESSORS[config.method].layer_types,
+                                config.method)
         gradients = sum(p.nbytes for m in targets.values() for p in m.parameters())
         params["budget_bytes"] = max(1, budget.bytes - gradients)
     prepare_compression(model, config.method, layers=config.layers,
