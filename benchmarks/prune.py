@@ -40,10 +40,11 @@ MODELS = {
 }
 # Per model: baseline epochs, most pruning rounds, epochs per round's fine-tune and of the last
 # one. The papers retrain for 160 epochs after each removal; a resnet epoch here takes ~12 s,
-# so it gets 3 per round (1 per round lost 2+ points by the 5th layer), mobilenetv2 (~2 min
+# so it gets 6 per round and the baseline's 30 at the end (1 per round lost 2+ points by the
+# 5th layer; TLC lost 1.4 points with 3 and 6, and 0.8 with 6 and 15), mobilenetv2 (~2 min
 # an epoch on one core) 1. The command line overrides these for every model.
 SCHEDULES = {
-    "resnet": {"epochs": 30, "rounds": 14, "finetune_epochs": 3, "final_epochs": 6},
+    "resnet": {"epochs": 30, "rounds": 14, "finetune_epochs": 6, "final_epochs": 30},
     "mobilenetv2": {"epochs": 12, "rounds": 6, "finetune_epochs": 1, "final_epochs": 2},
 }
 # A quarter of the remaining weights per round (the papers' half empties too much at once for
@@ -105,23 +106,23 @@ def run_method(model, splits, method: str, schedule: dict, args, device: str) ->
 
 
 def targets(rows: list[dict], every: list[dict]) -> dict:
-    """The best method on the ResNet-18 layout (`rows`; fastest at batch 1 among those within
-    the accuracy budget, else fastest) against the three targets, and the exactness of the
+    """The best method on the ResNet-18 layout (`rows`: the one that meets most of the three
+    targets, the faster at batch 1 among equals) against the targets, and the exactness of the
     folding over `every` row of the run."""
-    within = [r for r in rows if r["accuracy_drop"] <= TARGETS["accuracy_drop"]] or rows
-    best = max(within, key=lambda r: r["latency"]["1"]["speedup"])
+
+    def met(row: dict) -> dict[str, bool]:
+        return {"removed_fraction": row["removed_fraction"] >= TARGETS["removed_fraction"],
+                "accuracy_drop": row["accuracy_drop"] <= TARGETS["accuracy_drop"],
+                "speedup_b1": row["latency"]["1"]["speedup"] >= TARGETS["speedup_b1"]}
+
+    best = max(rows, key=lambda r: (sum(met(r).values()), r["latency"]["1"]["speedup"]))
+    exact = all(r["max_abs_difference"] <= TARGETS["max_abs_difference"] for r in every)
     return {
         "best_method": best["method"],
         "removed_fraction": best["removed_fraction"],
         "accuracy_drop": best["accuracy_drop"],
         "speedup_b1": best["latency"]["1"]["speedup"],
-        "met": {
-            "removed_fraction": best["removed_fraction"] >= TARGETS["removed_fraction"],
-            "accuracy_drop": best["accuracy_drop"] <= TARGETS["accuracy_drop"],
-            "speedup_b1": best["latency"]["1"]["speedup"] >= TARGETS["speedup_b1"],
-            "max_abs_difference": all(r["max_abs_difference"] <= TARGETS["max_abs_difference"]
-                                      for r in every),
-        },
+        "met": met(best) | {"max_abs_difference": exact},
         "max_abs_difference": max(r["max_abs_difference"] for r in every),
         "targets": TARGETS,
     }
