@@ -99,7 +99,6 @@ def test_interleaved_times_each_run_apart():
     assert 0.001 <= short < 0.004 <= long_
 
 
-
 def test_exit_latencies_time_every_input_at_every_exit_after_the_static_network(trained, splits):
     """Each forced exit is called right after the static network on the same input, as in
     `compare`, and each input leaves where it is sent."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from edgewise import models
-from edgewise.cost import count_macs, time_interleaved, time_it
+from edgewise.cost import count_macs, time_interleaved
 from edgewise.errors import ParameterError, UserError, check_param
 from edgewise.exits.heads import build_head
 from edgewise.exits.policies import Policy
@@ -201,7 +201,7 @@ class EarlyExitNetwork(nn.Module):
         """Per-input cost of each stage and head, profiled once per setting and kept.
 
         "macs" counts one input's multiply-adds with `edgewise.cost.count_macs`;
-        "latency" is the median time (`edgewise.cost.time_it`) of each stage and head on a
+        "latency" is the median time (`edgewise.cost.time_interleaved`) of each stage and head on a
         batch of `batch_size` in the current memory format and thread count, divided by
         `batch_size`: seconds per input at that batch size, on this machine.
         """
@@ -239,8 +239,7 @@ class EarlyExitNetwork(nn.Module):
                 if currency == "macs":
                     totals = [float(count_macs(part, z).total) for part, z in parts]
                 else:
-                    totals = [t.median_s for t in time_interleaved(
-                        [functools.partial(part, z) for part, z in parts], warmup=3, repeats=15)]
+                    totals = _median_seconds(parts)
         finally:
             self.train(training)
         per_input = [total / batch for total in totals]
@@ -358,11 +357,12 @@ def _decide(head: nn.Module, x: Tensor) -> Tensor:
     return head(x).softmax(dim=1).amax(dim=1)
 
 
-def _measure(module: nn.Module, x: Tensor, currency: str) -> float:
-    """MACs of ``module(x)`` for the whole batch, or its median seconds per call."""
-    if currency == "macs":
-        return float(count_macs(module, x).total)
-    return time_it(lambda: module(x), warmup=3, repeats=15, inference=True).median_s
+def _median_seconds(parts: Sequence[tuple[Callable[[Tensor], object], Tensor]]) -> list[float]:
+    """Median seconds per call of each ``part(x)``, the parts timed in alternation
+    (`edgewise.cost.time_interleaved`), so that their ratios hold on a busy machine."""
+    timings = time_interleaved([functools.partial(part, x) for part, x in parts],
+                               warmup=3, repeats=15, inference=True)
+    return [t.median_s for t in timings]
 
 
 def _resolve_exits(chain: Chain, exits: list, cost: str, batch_size: int, example: Tensor) -> list[int]:
@@ -402,12 +402,13 @@ def _cuts_at_fractions(chain: Chain, fractions: list[float], cost: str, batch_si
         per_piece = [float(cut.macs) for cut in chain.cuts]
     else:
         x = example.expand(batch_size, *example.shape[1:]).contiguous()
-        per_piece = []
+        pieces = []
         with torch.inference_mode():
             for i in range(len(chain.cuts)):
                 piece = chain.segment(i, i + 1)
-                per_piece.append(_measure(piece, x, "latency"))
+                pieces.append((piece, x))
                 x = piece(x)
+        per_piece = _median_seconds(pieces)
     total = sum(per_piece)
     reached = [r / total for r in itertools.accumulate(per_piece)] if total > 0 else []
     candidates = [i for i in range(chain.final) if chain.cuts[i].clean]
