@@ -162,6 +162,8 @@ def fold_command(
         ["parameters", f"{before['params']} -> {after['params']}"],
         ["MACs / input", f"{before['macs'] / 1e6:.2f} M -> {after['macs'] / 1e6:.2f} M"],
         ["merges applied", f"{summary['merges_applied']} of {len(summary['decisions'])} candidates"],
+        ["affine tail -> one Linear", "none" if summary["tail"] is None else
+         ("collapsed" if summary["tail"]["applied"] else "; ".join(summary["tail"]["notes"]))],
         ["max |folded - original| (float64)", f"{result.max_abs_error:.1e}"],
         ["written", str(path)],
     ]

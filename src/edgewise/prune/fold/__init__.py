@@ -2,7 +2,8 @@
 
 ``fold(model, example)`` traces the model, folds BatchNorm and the masks of
 removed rectifiers into their convolutions, removes constant channels (carrying
-their value into the next bias), then merges chains of linear layers, Conv∘Conv
+their value into the next bias), collapses an affine tail (all that follows the last nonlinearity) into one
+Linear layer (`fold.tail`), then merges chains of linear layers, Conv∘Conv
 (kernel k1 + k2 - 1, strides and depthwise handled, a residual identity entering
 as a Dirac kernel) and Linear∘Linear, each only where the merged layer measures
 faster than the layers it replaces, and each checked in float64. The result is a
@@ -30,6 +31,7 @@ from edgewise.prune.fold.passes import (
     shapes_of,
 )
 from edgewise.prune.fold.plan import ChainPlan, Timer, apply_plan, plan_chains
+from edgewise.prune.fold.tail import TailPlan, collapse_tail
 
 __all__ = ["FoldError", "FoldResult", "Graph", "Timer", "fold", "fold_batchnorm", "move_padding",
            "plan_padding"]
@@ -49,6 +51,7 @@ class FoldResult:
 
     module: fx.GraphModule
     graph: Graph
+    tail: TailPlan | None
     plans: list[ChainPlan]
     counts: dict[str, int]  # affines_folded, nodes_made_constant, channels_removed, layers_before
     layers_after: int
@@ -59,6 +62,7 @@ class FoldResult:
         return {
             **self.counts,
             "layers_after": self.layers_after,
+            "tail": None if self.tail is None else self.tail.to_dict(),
             "merges_applied": sum(p.applied for p in self.plans),
             "max_abs_error": self.max_abs_error,
             "decisions": [p.to_dict() for p in self.plans],
@@ -81,23 +85,26 @@ def _prepared(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[Graph, di
 
 
 @torch.no_grad()
-def fold(model: nn.Module, example: Tensor, *, timer: Timer | None = None) -> FoldResult:
+def fold(model: nn.Module, example: Tensor, *, timer: Timer | None = None,
+         tail: bool = True) -> FoldResult:
     """Fold and merge `model` (evaluated as in eval mode) for inputs like `example` (N, ...).
 
     `timer` measures candidate merges (default: ``Timer()``, batch 1 on one
     thread); pass ``timer=False`` to merge everything that merges exactly.
+    `tail`: also consider collapsing the affine tail into one Linear layer.
     """
     timer = Timer() if timer is None else (timer or None)
     dtype = next(model.parameters()).dtype
     graph, shapes, counts = _prepared(model, tuple(example.shape[1:]))
+    tail_plan = collapse_tail(graph, shapes, timer) if tail else None
     plans = plan_chains(graph, shapes, timer)
     for plan in plans:
         apply_plan(graph, plan, shapes)
     reference = copy.deepcopy(model).to(torch.float64).eval()
     x = example.to(torch.float64)
     error = float((graph.to_module()(x) - reference(x)).abs().max())
-    return FoldResult(graph.to(dtype).to_module(), graph.to(dtype), plans, counts, _count(graph),
-                      error)
+    return FoldResult(graph.to(dtype).to_module(), graph.to(dtype), tail_plan, plans, counts,
+                      _count(graph), error)
 
 
 @torch.no_grad()
@@ -111,9 +118,11 @@ def fold_batchnorm(model: nn.Module, example: Tensor) -> fx.GraphModule:
 
 def plan_padding(model: nn.Module, input_shape: tuple[int, ...],
                  timer: Timer | None = None) -> list[ChainPlan]:
-    """The merges worth making if paddings were moved (see `fold`'s `timer`); nothing changes."""
+    """The merges worth making if paddings were moved (see `fold`'s `timer`), outside the affine
+    tail that `fold` would collapse; nothing changes."""
     timer = Timer() if timer is None else (timer or None)
     graph, shapes, *_ = _prepared(model, tuple(input_shape))
+    collapse_tail(graph, shapes, timer)
     return [plan for plan in plan_chains(graph, shapes, timer, movable=True) if plan.pieces]
 
 

@@ -233,6 +233,14 @@ class Timer:
                 self._cache[key] = self._time(lambda: module(x) + y)
         return self._cache[key]
 
+    def module(self, module: nn.Module, in_shape: tuple[int, ...]) -> float:
+        """Seconds per call of a whole float32 module, such as a subgraph (not cached)."""
+        module = module.eval()
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        x = self._input(in_shape)
+        return self._time(lambda: module(x))
+
     def _time(self, fn) -> float:
         # The lower quartile: on a busy machine the slow calls are the ones another process
         # interrupted, which says nothing about the layer.
