@@ -21,6 +21,7 @@ import copy
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,8 +29,9 @@ import torch
 from edgewise import data, engine, models, report
 from edgewise.prune import pruner
 from edgewise.prune.fold import Timer
+from edgewise.prune.io import load_pruned, save_pruned
 from edgewise.prune.report import entropy_plot
-from edgewise.prune.run import reduce_depth
+from edgewise.prune.run import measure, reduce_depth
 
 RESULTS = Path(__file__).parent / "results"
 # ResNet-18 layout (4 stages of 2 BasicBlocks, 17 ReLUs) at 1/8 width: 8-16-32-64 channels,
@@ -62,7 +64,8 @@ TARGETS = {"removed_fraction": 0.5, "accuracy_drop": 0.005, "speedup_b1": 1.3,
 
 
 def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | None):
-    """Train zoo model `name`, or read it from `cache` when this very setting was trained before."""
+    """Train zoo model `name`, or read it from `cache` when this very setting was trained before;
+    returns the model and the key of its setting."""
     engine.seed_everything(0)
     model = models.build(name, splits.num_classes, splits.input_shape, **MODELS[name])
     config = engine.TrainConfig(epochs=epochs, augment=True, device=device, threads=1,
@@ -74,14 +77,17 @@ def train_baseline(name: str, splits, epochs: int, device: str, cache: Path | No
         tensors, meta = engine.load_checkpoint(stored)
         if meta.get("key") == key:
             model.load_state_dict(tensors)
-            return model.eval()
+            return model.eval(), key
     engine.fit(model, splits, config, progress=False)
     if stored is not None:
         engine.save_checkpoint(stored, model.state_dict(), {"key": key})
-    return model.cpu().eval()
+    return model.cpu().eval(), key
 
 
-def run_method(model, splits, method: str, schedule: dict, args, device: str) -> dict:
+def run_method(name: str, model, splits, method: str, schedule: dict, args, device: str,
+               baseline_key: dict) -> dict:
+    """Prune `model` with `method`, or read the pruned model from `cache` when this very setting
+    was pruned before (then only the fold and the measurements run again)."""
     finetune = engine.TrainConfig(epochs=schedule["finetune_epochs"], lr=args.finetune_lr,
                                   schedule=args.finetune_schedule, augment=True, device=device,
                                   threads=1)
@@ -89,9 +95,22 @@ def run_method(model, splits, method: str, schedule: dict, args, device: str) ->
     depth_pruner = pruner(method, rounds=schedule["rounds"], tolerance=TOLERANCE,
                           samples=args.samples, final_epochs=schedule["final_epochs"],
                           **METHODS[method])
-    outcome = reduce_depth(model, splits, depth_pruner, finetune,
-                           timer=Timer(batch=1, threads=1, repeats=args.repeats),
-                           repeats={1: args.repeats, 256: args.repeats_b256}, threads=1)
+    key = json.loads(json.dumps({"baseline": baseline_key, "finetune": finetune.to_dict(),
+                                 "pruner": {"name": method, "params": asdict(depth_pruner.params)}}))
+    stored = None if args.cache is None else args.cache / f"{name}-{method}.safetensors"
+    timing = {"timer": Timer(batch=1, threads=1, repeats=args.repeats),
+              "repeats": {1: args.repeats, 256: args.repeats_b256}, "threads": 1}
+    pruned, meta = load_pruned(stored) if stored is not None and stored.is_file() else (None, {})
+    if meta.get("key") == key:
+        depth_pruner.load_state_dict(meta["pruner"])
+        outcome = measure(model, pruned, splits, depth_pruner, **timing)
+        pruning_seconds = meta["seconds"]
+    else:
+        outcome = reduce_depth(model, splits, depth_pruner, finetune, **timing)
+        pruning_seconds = time.perf_counter() - started
+        if stored is not None:
+            save_pruned(stored, outcome.pruned, {"key": key, "pruner": depth_pruner.state_dict(),
+                                                 "seconds": pruning_seconds})
     print(f"  {method}: {outcome.summary['rectifiers_removed']} rectifiers removed, accuracy "
           f"{outcome.summary['accuracy_before']:.4f} -> {outcome.summary['accuracy_after']:.4f}, "
           f"batch-1 speed-up {outcome.summary['latency']['1']['speedup']:.2f}x "
@@ -99,7 +118,7 @@ def run_method(model, splits, method: str, schedule: dict, args, device: str) ->
     return {
         "method": method,
         **outcome.summary,
-        "seconds": time.perf_counter() - started,
+        "seconds": pruning_seconds,  # of the pruning run, when read from the cache
         "fold": outcome.folded.summary(),
         "pruner": depth_pruner.state_dict(),
     }
@@ -149,7 +168,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--cache", type=Path, default=None,
-                        help="folder to keep the trained baselines in, for repeated runs")
+                        help="folder to keep the trained baselines and pruned networks in: a "
+                        "repeated run with the same settings only folds and measures again")
     parser.add_argument("--out", type=Path, default=RESULTS / "prune.json",
                         help="result file (the plot goes beside it, as .png)")
     args = parser.parse_args()
@@ -165,10 +185,10 @@ def main() -> None:
     for name in args.models:
         schedule = {key: value if getattr(args, key) is None else getattr(args, key)
                     for key, value in SCHEDULES[name].items()}
-        model = train_baseline(name, splits, schedule["epochs"], device, args.cache)
+        model, key = train_baseline(name, splits, schedule["epochs"], device, args.cache)
         print(f"{name}: trained, test accuracy "
               f"{engine.evaluate(model, splits.test)['accuracy']:.4f}", flush=True)
-        rows = [run_method(copy.deepcopy(model), splits, method, schedule, args, device)
+        rows = [run_method(name, copy.deepcopy(model), splits, method, schedule, args, device, key)
                 for method in args.methods]
         results[name] = {"model": models.spec_of(model), "schedule": schedule, "methods": rows}
         report.print_table(

@@ -34,6 +34,15 @@ def reduce_depth(model: nn.Module, splits: Any, depth_pruner: DepthPruner, finet
     sizes to timed calls for the final latency comparison (see `report.summarize`).
     """
     pruned = depth_pruner.prune(model, splits, finetune, timer=timer, progress=progress)
+    return measure(model, pruned, splits, depth_pruner, timer=timer, repeats=repeats,
+                   threads=threads)
+
+
+def measure(model: nn.Module, pruned: nn.Module, splits: Any, depth_pruner: DepthPruner, *,
+            timer: Timer | None = None, repeats: Mapping[int, int] | None = None,
+            threads: int = 1) -> Outcome:
+    """Fold `pruned` (what `depth_pruner` made of `model`) on the CPU and summarize; the second
+    half of `reduce_depth`, for a pruned model read back from disk."""
     pruned = pruned.cpu().eval()
     result = fold(pruned, images_of(splits.test, 0, min(64, len(splits.test))), timer=timer)
     summary = summarize(model.cpu().eval(), pruned, result.module, splits, repeats, threads)
