@@ -21,7 +21,7 @@ entries, 16 MB in float32).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -58,25 +58,14 @@ class TailPlan:
     latency_merged_s: float | None
     macs_unmerged: int
     macs_merged: int
-    collapse: bool
     applied: bool = False
     max_error: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
-            "nodes": self.tail.nodes,
-            "start": self.tail.start,
-            "in_features": self.tail.in_features,
-            "out_features": self.tail.out_features,
-            "latency_unmerged_s": self.latency_unmerged_s,
-            "latency_merged_s": self.latency_merged_s,
-            "macs_unmerged": self.macs_unmerged,
-            "macs_merged": self.macs_merged,
-            "applied": self.applied,
-            "max_error": self.max_error,
-            "notes": self.notes,
-        }
+        """JSON-ready: the tail's fields, then the decision's."""
+        fields = asdict(self)
+        return fields.pop("tail") | fields
 
 
 def find_tail(graph: Graph, shapes: dict[str, tuple[int, ...]]) -> Tail | None:
@@ -163,13 +152,11 @@ def collapse_tail(graph: Graph, shapes: dict[str, tuple[int, ...]],
     old = _subgraph(graph, tail).to(torch.float64)
     weight, bias = affine_map(old.to_module(), in_shape)
     new = _collapsed(tail, weight, bias, len(in_shape) == 2)
-    plan = TailPlan(tail, None, None, _macs(old, in_shape), tail.in_features * tail.out_features,
-                    collapse=True)
+    plan = TailPlan(tail, None, None, _macs(old, in_shape), tail.in_features * tail.out_features)
     if timer is not None:
         plan.latency_unmerged_s = timer.module(old.to(torch.float32).to_module(), in_shape)
         plan.latency_merged_s = timer.module(new.to(torch.float32).to_module(), in_shape)
-        plan.collapse = plan.latency_merged_s < plan.latency_unmerged_s
-        if not plan.collapse:
+        if plan.latency_merged_s >= plan.latency_unmerged_s:
             plan.notes.append("kept: one Linear layer does not measure faster")
             return plan
     plan.max_error = _error(old.to_module(), new.to_module(), in_shape)
