@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from edgewise import engine, report
+from edgewise.engine import TrainingDiverged
 from edgewise.ondevice import FinetuneConfig, finetune, pretrain, transfer_task
 from edgewise.ondevice.finetune import load_source, save_source
 from edgewise.ondevice.memory import KB
@@ -98,8 +99,15 @@ def run(source, target, method: str, args, **options):
 
 def best_of(source, target, method: str, lrs, args, **options):
     """`method` at its best: the run whose learning rate in `lrs` gave the best validation
-    accuracy; and every run of the grid, with its learning rate."""
-    runs = [(run(source, target, method, args, lr=lr, **options), lr) for lr in lrs]
+    accuracy; and every run of the grid that did not diverge, with its learning rate."""
+    runs = []
+    for lr in lrs:
+        try:
+            runs.append((run(source, target, method, args, lr=lr, **options), lr))
+        except TrainingDiverged as exc:  # a grid point lost, not the whole benchmark
+            print(f"  {method:<11}      lr {lr:<5} {exc}", flush=True)
+    if not runs:
+        raise TrainingDiverged(f"{method} diverged at every learning rate of {lrs}.")
     return max(runs, key=lambda pair: pair[0].val_accuracy)[0], runs
 
 

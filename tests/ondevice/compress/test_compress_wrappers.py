@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from edgewise.cost import SavedTensorCounter
+from edgewise.engine import TrainingDiverged
 from edgewise.errors import ParameterError
 from edgewise.ondevice.compress.asi import SubspaceCodec
 from edgewise.ondevice.compress.base import CompressedConv2d, CompressedLinear
@@ -140,3 +141,11 @@ def test_low_rank_forward_is_exact_and_weight_gradient_approximate():
 def test_string_padding_is_rejected():
     with pytest.raises(ParameterError, match="The 'padding' parameter of a compressed conv must be"):
         CompressedConv2d(nn.Conv2d(3, 4, 3, padding="same"), VarianceCodec(0.9))
+
+
+def test_non_finite_input_is_reported_as_divergence_not_a_linalg_error():
+    wrapper = CompressedConv2d(nn.Conv2d(3, 4, 3), VarianceCodec(0.9))
+    x = torch.randn(2, 3, 6, 6)
+    x[0, 1, 2, 2] = float("nan")
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        wrapper(x)

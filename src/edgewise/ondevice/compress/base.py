@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 from torch.nn import grad as nn_grad
 
+from edgewise.engine import TrainingDiverged
 from edgewise.errors import ParameterError, check_param
 from edgewise.ondevice.compress.tensor_ops import (
     Tucker,
@@ -79,6 +80,9 @@ def save_compressed(
     """Save `weights` and, when `compress`, the codec's Tucker form of `x`, all through the ctx."""
     saved = list(weights)
     if compress:
+        if not bool(torch.isfinite(x).all()):  # else the decomposition fails with a linalg error
+            raise TrainingDiverged("Training diverged: a layer's input holds NaN or infinite "
+                                   "values before compression; try a lower lr.")
         tucker = codec.compress(x)
         saved += [tucker.core, *tucker.factors]
     ctx.num_weights = len(weights)
