@@ -37,7 +37,7 @@ test: setup
 # --quick gives a smoke run, --device cuda trains on a GPU).
 BASELINE_ARGS ?= --epochs 5 --limit 12000 --threads 1
 EXITS_ARGS ?= --epochs 5 --limit 12000 --threads 1 --cache runs/exits-bench
-PRUNE_ARGS ?=
+PRUNE_ARGS ?= --cache runs/prune-bench
 ONDEVICE_ARGS ?=
 
 bench: setup
