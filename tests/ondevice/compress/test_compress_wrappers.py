@@ -149,3 +149,5 @@ def test_non_finite_input_is_reported_as_divergence_not_a_linalg_error():
     x[0, 1, 2, 2] = float("nan")
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         wrapper(x)
+    with pytest.raises(TrainingDiverged, match="could not be decomposed"):
+        wrapper(torch.randn(2, 3, 6, 6) * 1e25)  # finite, but the Gram matrix overflows

@@ -83,7 +83,13 @@ def save_compressed(
         if not bool(torch.isfinite(x).all()):  # else the decomposition fails with a linalg error
             raise TrainingDiverged("Training diverged: a layer's input holds NaN or infinite "
                                    "values before compression; try a lower lr.")
-        tucker = codec.compress(x)
+        try:
+            tucker = codec.compress(x)
+        except torch.linalg.LinAlgError as exc:  # finite but out of range: its Gram overflows
+            raise TrainingDiverged(
+                f"Training diverged: a layer's input (largest magnitude {float(x.abs().max()):.1e}) "
+                "could not be decomposed for compression; try a lower lr."
+            ) from exc
         saved += [tucker.core, *tucker.factors]
     ctx.num_weights = len(weights)
     ctx.save_for_backward(*saved)
