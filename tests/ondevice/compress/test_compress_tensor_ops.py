@@ -166,3 +166,20 @@ def test_mode_cross_is_the_product_of_the_unfoldings(shape):
     for mode in range(len(shape)):
         z = torch.randn(*shape[:mode], 5, *shape[mode + 1 :], dtype=torch.float64)
         torch.testing.assert_close(mode_cross(x, z, mode), unfold(x, mode) @ unfold(z, mode).T)
+
+
+def test_mode_spectrum_is_solved_in_float64_where_float32_eigh_fails(monkeypatch):
+    x = torch.randn(4, 5, 3, generator=torch.Generator().manual_seed(0))
+    expected_energies, expected_vectors = mode_spectrum(x, 1)
+    solver = torch.linalg.eigh
+
+    def fails_in_float32(matrix):
+        if matrix.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return solver(matrix)
+
+    monkeypatch.setattr(torch.linalg, "eigh", fails_in_float32)
+    energies, vectors = mode_spectrum(x, 1)
+    assert energies.dtype == vectors.dtype == torch.float32
+    torch.testing.assert_close(energies, expected_energies, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vectors.abs(), expected_vectors.abs(), rtol=1e-4, atol=1e-4)

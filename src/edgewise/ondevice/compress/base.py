@@ -85,10 +85,11 @@ def save_compressed(
                                    "values before compression; try a lower lr.")
         try:
             tucker = codec.compress(x)
-        except torch.linalg.LinAlgError as exc:  # finite but out of range: its Gram overflows
+        except torch.linalg.LinAlgError as exc:  # even in float64: its Gram overflowed
             raise TrainingDiverged(
-                f"Training diverged: a layer's input (largest magnitude {float(x.abs().max()):.1e}) "
-                "could not be decomposed for compression; try a lower lr."
+                f"Training has most likely diverged: a layer's input (largest magnitude "
+                f"{float(x.abs().max()):.1e}) could not be decomposed for compression; try a "
+                "lower lr."
             ) from exc
         saved += [tucker.core, *tucker.factors]
     ctx.num_weights = len(weights)

@@ -100,8 +100,14 @@ def mode_spectrum(x: Tensor, mode: int) -> tuple[Tensor, Tensor]:
     Computed as the eigen-decomposition of the small Gram matrix (D_m x D_m)
     rather than an SVD of the wide unfolding. Returns ``(energies (D_m,),
     vectors (D_m, D_m))``, column j of `vectors` belonging to ``energies[j]``.
+    Where float32's eigen-solver fails to converge (a collapsed layer's nearly
+    constant activations give many repeated eigenvalues), it is solved in float64.
     """
-    energies, vectors = torch.linalg.eigh(gram(x, mode))
+    matrix = gram(x, mode)
+    try:
+        energies, vectors = torch.linalg.eigh(matrix)
+    except torch.linalg.LinAlgError:  # float32 eigh can fail on near-degenerate Grams
+        energies, vectors = (t.to(matrix.dtype) for t in torch.linalg.eigh(matrix.double()))
     return energies.flip(0).clamp_min(0), vectors.flip(1)
 
 
