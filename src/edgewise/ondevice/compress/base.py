@@ -80,20 +80,22 @@ def save_compressed(
     """Save `weights` and, when `compress`, the codec's Tucker form of `x`, all through the ctx."""
     saved = list(weights)
     if compress:
-        if not bool(torch.isfinite(x).all()):  # else the decomposition fails with a linalg error
-            raise TrainingDiverged("Training diverged: a layer's input holds NaN or infinite "
-                                   "values before compression; try a lower lr.")
         try:
             tucker = codec.compress(x)
-        except torch.linalg.LinAlgError as exc:  # even in float64: its Gram overflowed
-            raise TrainingDiverged(
-                f"Training has most likely diverged: a layer's input (largest magnitude "
-                f"{float(x.abs().max()):.1e}) could not be decomposed for compression; try a "
-                "lower lr."
-            ) from exc
+        except torch.linalg.LinAlgError as exc:  # even in float64 (`mode_spectrum`)
+            raise TrainingDiverged(_undecomposable(x)) from exc
         saved += [tucker.core, *tucker.factors]
     ctx.num_weights = len(weights)
     ctx.save_for_backward(*saved)
+
+
+def _undecomposable(x: Tensor) -> str:
+    """Why a layer's input could not be decomposed: what a diverged training leaves there."""
+    if not bool(torch.isfinite(x).all()):
+        return ("Training diverged: a layer's input holds NaN or infinite values before "
+                "compression; try a lower lr.")
+    return (f"Training has most likely diverged: a layer's input (largest magnitude "
+            f"{float(x.abs().max()):.1e}) could not be decomposed for compression; try a lower lr.")
 
 
 def load_compressed(ctx: FunctionCtx) -> tuple[tuple[Tensor, ...], Tucker | None]:

@@ -87,6 +87,12 @@ class Graph:
     def copy(self) -> Graph:
         return Graph([node.copy() for node in self.nodes])
 
+    def subgraph(self, start: str, names: list[str]) -> Graph:
+        """The nodes `names` (in order) as a graph of their own, reading `start` as its input and
+        returning the last of them."""
+        return Graph([Node(start, "input", [])] + [self[n].copy() for n in names]
+                     + [Node("output", "output", [names[-1]])])
+
     def to(self, dtype: torch.dtype) -> Graph:
         """A copy with every tensor cast to `dtype`."""
         out = self.copy()

@@ -294,19 +294,23 @@ def plan_chains(graph: Graph, shapes: dict[str, tuple[int, ...]], timer: Timer |
     return [plan_chain(graph, chain, shapes, timer, movable) for chain in find_chains(graph, movable)]
 
 
-def _check(graph: Graph, names: list[str], start: str, new: Node,
-           shapes: dict[str, tuple[int, ...]]) -> float:
-    """Max |old - new| / max(1, max|old|) of the replaced layers vs the merged one, float64."""
-    sub = Graph([Node(start, "input", [])] + [graph[n].copy() for n in names]
-                + [Node("output", "output", [names[-1]])]).to(torch.float64)
-    ref_net = sub.to_module()
-    new_net = Graph([Node(start, "input", []), replace(new.copy(), inputs=[start]),
-                     Node("output", "output", [new.name])]).to(torch.float64).to_module()
-    x = torch.randn(2, *shapes[start][1:], dtype=torch.float64,
+def relative_error(reference: nn.Module, candidate: nn.Module, in_shape: tuple[int, ...]) -> float:
+    """Max |reference - candidate| / max(1, max|reference|) on two random float64 inputs of
+    `in_shape` (batch first): how every merge is checked."""
+    x = torch.randn(2, *in_shape[1:], dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ref, out = ref_net(x), new_net(x)
-    return float((ref - out).abs().max() / max(1.0, float(ref.abs().max())))
+        ref = reference(x)
+        return float((ref - candidate(x)).abs().max() / max(1.0, float(ref.abs().max())))
+
+
+def _check(graph: Graph, names: list[str], start: str, new: Node,
+           shapes: dict[str, tuple[int, ...]]) -> float:
+    """`relative_error` of the replaced layers against the merged one, in float64."""
+    ref_net = graph.subgraph(start, names).to(torch.float64).to_module()
+    new_net = Graph([Node(start, "input", []), replace(new.copy(), inputs=[start]),
+                     Node("output", "output", [new.name])]).to(torch.float64).to_module()
+    return relative_error(ref_net, new_net, shapes[start])
 
 
 def apply_plan(graph: Graph, plan: ChainPlan, shapes: dict[str, tuple[int, ...]]) -> None:

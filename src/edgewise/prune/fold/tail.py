@@ -28,14 +28,13 @@ from torch import Tensor, nn
 
 from edgewise.cost import count_macs
 from edgewise.prune.fold.graph import Graph, Node
-from edgewise.prune.fold.plan import Timer
+from edgewise.prune.fold.plan import CHECK_TOLERANCE, Timer, relative_error
 
 AFFINE_OPS = ("conv", "linear", "affine", "add", "const", "flatten", "mean", "avgpool",
               "adaptive_avgpool")
 LAYER_OPS = ("conv", "linear")
 MAX_WEIGHTS = 1 << 22
 PROBE_CHUNK = 1024  # unit inputs evaluated at once
-CHECK_TOLERANCE = 1e-9  # relative to the output's scale, as for the chain merges
 
 
 @dataclass
@@ -96,11 +95,6 @@ def find_tail(graph: Graph, shapes: dict[str, tuple[int, ...]]) -> Tail | None:
     return tail if tail.in_features * tail.out_features <= MAX_WEIGHTS else None
 
 
-def _subgraph(graph: Graph, tail: Tail) -> Graph:
-    return Graph([Node(tail.start, "input", [])] + [graph[n].copy() for n in tail.nodes]
-                 + [Node("output", "output", [tail.nodes[-1]])])
-
-
 def _collapsed(tail: Tail, weight: Tensor, bias: Tensor, flat_shape: bool) -> Graph:
     """The tail as one Linear layer (after a flatten unless its input is already flat)."""
     name = f"{tail.nodes[-1]}_collapsed"
@@ -127,20 +121,6 @@ def affine_map(module: nn.Module, in_shape: tuple[int, ...],
     return torch.cat(columns).T.contiguous(), bias
 
 
-@torch.no_grad()
-def _error(reference: nn.Module, collapsed: nn.Module, in_shape: tuple[int, ...]) -> float:
-    """Max |old - new| / max(1, max|old|) in float64 on random inputs."""
-    x = torch.randn(2, *in_shape[1:], dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(0))
-    ref = reference(x)
-    return float((ref - collapsed(x)).abs().max() / max(1.0, float(ref.abs().max())))
-
-
-def _macs(graph: Graph, in_shape: tuple[int, ...]) -> int:
-    module = graph.to(torch.float32).to_module()
-    return count_macs(module, torch.zeros(1, *in_shape[1:])).total
-
-
 def collapse_tail(graph: Graph, shapes: dict[str, tuple[int, ...]],
                   timer: Timer | None) -> TailPlan | None:
     """Replace the affine tail of float64 `graph` by one Linear layer where that measures faster
@@ -149,17 +129,19 @@ def collapse_tail(graph: Graph, shapes: dict[str, tuple[int, ...]],
     if tail is None:
         return None
     in_shape = shapes[tail.start]
-    old = _subgraph(graph, tail).to(torch.float64)
-    weight, bias = affine_map(old.to_module(), in_shape)
+    old = graph.subgraph(tail.start, tail.nodes).to(torch.float64)
+    reference = old.to_module()
+    weight, bias = affine_map(reference, in_shape)
     new = _collapsed(tail, weight, bias, len(in_shape) == 2)
-    plan = TailPlan(tail, None, None, _macs(old, in_shape), tail.in_features * tail.out_features)
+    macs = count_macs(reference, torch.zeros(1, *in_shape[1:], dtype=torch.float64)).total
+    plan = TailPlan(tail, None, None, macs, tail.in_features * tail.out_features)
     if timer is not None:
         plan.latency_unmerged_s = timer.module(old.to(torch.float32).to_module(), in_shape)
         plan.latency_merged_s = timer.module(new.to(torch.float32).to_module(), in_shape)
         if plan.latency_merged_s >= plan.latency_unmerged_s:
             plan.notes.append("kept: one Linear layer does not measure faster")
             return plan
-    plan.max_error = _error(old.to_module(), new.to_module(), in_shape)
+    plan.max_error = relative_error(reference, new.to_module(), in_shape)
     if plan.max_error > CHECK_TOLERANCE:
         plan.notes.append(f"not collapsed: float64 check failed ({plan.max_error:.2e})")
         return plan
