@@ -9,8 +9,8 @@ selection methods without a budget (last-k on the layers the compressors
 take), svd / hosvd / asi on the last layers (24 on mobilenetv2, 4 on resnet-8;
 their learning rate, too, picked on validation), and
 the budgeted selection methods under 256 kB of saved activations plus weight
-gradients per step. Then WASI (on the last 2 linear layers) against vanilla on
-the vit at batch size 32.
+gradients per step (3 seeds each, compared on their mean). Then WASI (on the MLP linear layers of the last block, and
+of all blocks, plus the head) against vanilla on the vit at batch size 32.
 Memory is measured (saved-tensor hooks, deduplicated) at every training step;
 a budgeted run that exceeded its budget would have stopped with an error.
 Ratios are against vanilla measured in the same run; accuracies are on the
@@ -42,6 +42,9 @@ TASKS = ("fashion-mnist", "digits")
 UNBUDGETED = ("full", "bias-only", "last-k", "neq", "scotti", "svd", "hosvd", "asi")
 BUDGETED = ("random", "trady", "medyate", "neq-budget", "last-k", "bias-only")
 STATIC = ("last-k", "bias-only")  # the static selections under the budget
+# The budgeted methods are compared on their mean over seeds, as TraDy's paper does (3 seeds): one
+# seed's accuracy on the 5000 test images varies by about half a point, as much as they differ.
+BUDGET_SEEDS = (0, 1, 2)
 # The layers svd / hosvd / asi (and unbudgeted last-k) train, per model. mobilenetv2's blocks are
 # thin: from the 3-epoch source, asi on its last 4, 8, 16 and all 64 layers gave 86.0, 89.2,
 # 91.2 and 91.8 % on Fashion-MNIST 5-9 (vanilla 94.0 %) at 143x, 132x, 116x and 46x less
@@ -57,7 +60,15 @@ VANILLA_LRS = (0.01, 0.05, 0.1)
 # methods are compared with each other, at the one learning rate they share.
 COMPRESSOR_LRS = (0.05, 0.1)
 VIT_BATCH = 32
-WASI_LAYERS = 2  # the last block's MLP output projection and the head
+# WASI trains the MLP linear layers (the paper's main-results scope) of the last 1 or of all 6
+# blocks, plus the head. Training any block makes backward keep its attention, LayerNorm and GELU
+# inputs (about 6.8 MB per block at batch 32), so only the last block fits 10x less memory.
+WASI_BLOCKS = (1, 6)
+# Both epsilons (activation ranks and weight ranks) at 0.99, not the paper's 0.9: on the last
+# block at lr 0.2, 0.9 gave 60.5 % and 0.99 71.7 % at 11.7x and 11.4x less total memory (the
+# 3.2 MB of frozen weights dominate it either way).
+WASI_PARAMS = {"epsilon": 0.99, "weight_epsilon": 0.99}
+WASI_LRS = (0.1, 0.2)  # a few trained layers take a larger step than vanilla's grid
 # Epochs of pretraining on the source classes (about 2 min each on one core). The papers start
 # from ImageNet backbones; with 3 epochs (source accuracy 86.7 % for the vit) the last layers'
 # features transferred so badly that no method training only those could come near vanilla:
@@ -156,9 +167,11 @@ def convnets(args) -> tuple[list[dict], list[dict]]:
                     found[method] = run(source, task.target, method, args,
                                         params={"k": COMPRESSED_LAYERS[model_name] - 1} if method == "last-k" else {})
                     rows.append(where | row(found[method], vanilla))
-            budgeted = {m: run(source, task.target, m, args, budget_kb=BUDGET_KB,
-                               params={"k": 1000} if m == "last-k" else {}) for m in BUDGETED}
-            rows += [where | row(r, vanilla, BUDGET_KB) for r in budgeted.values()]
+            budgeted = {m: [run(source, task.target, m, args, budget_kb=BUDGET_KB, seed=seed,
+                                params={"k": 1000} if m == "last-k" else {}) for seed in args.seeds]
+                        for m in BUDGETED}
+            rows += [where | row(r, vanilla, BUDGET_KB) | {"seed": seed}
+                     for runs in budgeted.values() for r, seed in zip(runs, args.seeds, strict=True)]
             checks.append(where | check_targets(found, budgeted))
     return rows, checks
 
@@ -171,45 +184,58 @@ def grid_rows(where: dict, runs, best, vanilla) -> list[dict]:
 def check_targets(found: dict, budgeted: dict) -> dict:
     """The issue's targets for one model and task, with by how much each is met or missed."""
     vanilla, asi = found["vanilla"], found["asi"]
-    static = max((budgeted[m] for m in STATIC), key=lambda r: r.accuracy)
+    mean = {m: sum(r.accuracy for r in runs) / len(runs) for m, runs in budgeted.items()}
+    static = max(STATIC, key=mean.get)
     checks = {
         "asi_activations_x_less": vanilla.activations / asi.activations,
         "asi_accuracy_drop_points": 100 * (vanilla.accuracy - asi.accuracy),
         "budget_bytes": BUDGET_KB * KB,
-        "budgeted_peak_bytes": {m: r.budgeted for m, r in budgeted.items()},
-        "best_static": static.method,
+        "budgeted_peak_bytes": {m: max(r.budgeted for r in runs) for m, runs in budgeted.items()},
+        "budgeted_mean_accuracy": mean,
+        "best_static": static,
     }
     checks["asi_target_met"] = (checks["asi_activations_x_less"] >= 100
                                 and checks["asi_accuracy_drop_points"] <= 1.5)
-    checks["budget_never_exceeded"] = all(r.budgeted <= BUDGET_KB * KB for r in budgeted.values())
+    checks["budget_never_exceeded"] = all(peak <= BUDGET_KB * KB for peak in checks["budgeted_peak_bytes"].values())
     for method in ("trady", "medyate"):
-        margin = {f"vs_{other}_points": 100 * (budgeted[method].accuracy - r.accuracy)
-                  for other, r in (("random", budgeted["random"]), ("best_static", static))}
+        margin = {f"vs_{other}_points": 100 * (mean[method] - mean[baseline])
+                  for other, baseline in (("random", "random"), ("best_static", static))}
         checks[method] = margin | {"target_met": min(margin.values()) >= 0}
     return checks
 
 
-def vit(args) -> tuple[list[dict], dict]:
-    """WASI on the last `WASI_LAYERS` linear layers against vanilla on the vit (batch 32),
-    Fashion-MNIST 0-4 -> 5-9."""
+def mlp_layers(model: torch.nn.Module, blocks: int) -> tuple[str, ...]:
+    """The MLP linear layers of the last `blocks` transformer blocks, and the head (last linear)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    mlp = [n for n in linears if ".mlp." in n]
+    return (*mlp[-2 * blocks:], linears[-1])
+
+
+def vit(args) -> tuple[list[dict], list[dict]]:
+    """WASI on the MLP layers of the last `WASI_BLOCKS` blocks against vanilla on the vit
+    (batch 32), Fashion-MNIST 0-4 -> 5-9; one check per scope."""
     task = transfer_task("fashion-mnist", limit=args.limit, source_limit=args.source_limit)
     source = source_model("vit", task, args)
     print(f"vit on fashion-mnist: {len(task.target.train)} training images", flush=True)
     vanilla, grid = best_of(source, task.target, "vanilla", args.vanilla_lrs, args,
                             batch_size=VIT_BATCH)
-    wasi, runs = best_of(source, task.target, "wasi", args.compressor_lrs, args,
-                         batch_size=VIT_BATCH, layers=WASI_LAYERS)
-    where = {"model": "vit", "task": "fashion-mnist"}
-    rows = grid_rows(where, grid, vanilla, vanilla) + grid_rows(where, runs, wasi, vanilla)
-    check = where | {
-        "wasi_total_x_less": vanilla.total / wasi.total,
-        "wasi_accuracy_drop_points": 100 * (vanilla.accuracy - wasi.accuracy),
-        "wasi_step_time_ratio": wasi.step_time_s / vanilla.step_time_s,
-    }
-    check["wasi_target_met"] = (check["wasi_total_x_less"] >= 10
-                                and check["wasi_accuracy_drop_points"] <= 2
-                                and check["wasi_step_time_ratio"] <= 1)
-    return rows, check
+    rows = grid_rows({"model": "vit", "task": "fashion-mnist"}, grid, vanilla, vanilla)
+    checks = []
+    for blocks in WASI_BLOCKS:
+        where = {"model": "vit", "task": "fashion-mnist", "wasi_blocks": blocks}
+        wasi, runs = best_of(source, task.target, "wasi", args.wasi_lrs, args, batch_size=VIT_BATCH,
+                             layers=mlp_layers(source, blocks), params=WASI_PARAMS)
+        rows += grid_rows(where, runs, wasi, vanilla)
+        check = where | {
+            "wasi_total_x_less": vanilla.total / wasi.total,
+            "wasi_accuracy_drop_points": 100 * (vanilla.accuracy - wasi.accuracy),
+            "wasi_step_time_ratio": wasi.step_time_s / vanilla.step_time_s,
+        }
+        check["wasi_target_met"] = (check["wasi_total_x_less"] >= 10
+                                    and check["wasi_accuracy_drop_points"] <= 2
+                                    and check["wasi_step_time_ratio"] <= 1)
+        checks.append(check)
+    return rows, checks
 
 
 def main() -> None:
@@ -226,14 +252,16 @@ def main() -> None:
     if args.quick:
         args.epochs, args.limit, args.source_limit, args.pretrain_epochs = 2, 400, 6000, 2
         args.tasks, args.repeats = TASKS[:1], 5
-        args.vanilla_lrs, args.compressor_lrs = VANILLA_LRS[1:2], COMPRESSOR_LRS[:1]
+        args.vanilla_lrs, args.compressor_lrs, args.wasi_lrs = VANILLA_LRS[1:2], COMPRESSOR_LRS[:1], WASI_LRS[:1]
+        args.seeds = BUDGET_SEEDS[:2]
     else:
         args.epochs, args.limit, args.source_limit, args.pretrain_epochs = 3, 1200, None, None
         args.tasks, args.repeats = TASKS, 20
-        args.vanilla_lrs, args.compressor_lrs = VANILLA_LRS, COMPRESSOR_LRS
+        args.vanilla_lrs, args.compressor_lrs, args.wasi_lrs = VANILLA_LRS, COMPRESSOR_LRS, WASI_LRS
+        args.seeds = BUDGET_SEEDS
     started = time.perf_counter()
     rows, checks = convnets(args)
-    vit_rows, vit_check = vit(args)
+    vit_rows, vit_checks = vit(args)
     payload = {
         "quick": args.quick,
         "batch_size": BATCH,
@@ -250,11 +278,14 @@ def main() -> None:
         "threads": args.threads,
         "seconds": time.perf_counter() - started,
         "rows": rows + vit_rows,
-        "checks": checks + [vit_check],
+        "budget_seeds": args.seeds,
+        "wasi_blocks": WASI_BLOCKS,
+        "wasi_params": WASI_PARAMS,
+        "checks": checks + vit_checks,
     }
     path = report.write_result(args.out, payload, kind="benchmark-ondevice")
     first = [r for r in rows if r["model"] == "mobilenetv2" and r["task"] == args.tasks[0]
-             and r.get("best_lr", True)]
+             and r.get("best_lr", True) and r.get("seed", 0) == 0]
     report.bar_plot(args.out.with_suffix(".png"),
                     {f"{r['method']}{'@256' if r['budget_kb'] else ''}": r["total"] / KB for r in first},
                     ylabel="training memory per step (kB)",
@@ -262,7 +293,9 @@ def main() -> None:
     report.print_table(
         "on-device fine-tuning (measured per step)",
         ["model", "task", "method", "budget kB", "saved kB", "grads kB", "total kB", "ms/step", "acc %"],
-        [[r["model"], r["task"], r["method"], r["budget_kb"] or "", r["activations"] / KB,
+        [[r["model"], r["task"], r["method"] + (f" ({r['wasi_blocks']} blk)" if "wasi_blocks" in r else "")
+          + (f" s{r['seed']}" if "seed" in r else ""),
+          r["budget_kb"] or "", r["activations"] / KB,
           r["gradients"] / KB, r["total"] / KB, 1e3 * r["step_time_s"], 100 * r["accuracy"]]
          for r in rows + vit_rows if r.get("best_lr", True)],
     )
