@@ -219,10 +219,11 @@ def vit(args) -> tuple[list[dict], list[dict]]:
     print(f"vit on fashion-mnist: {len(task.target.train)} training images", flush=True)
     vanilla, grid = best_of(source, task.target, "vanilla", args.vanilla_lrs, args,
                             batch_size=VIT_BATCH)
-    rows = grid_rows({"model": "vit", "task": "fashion-mnist"}, grid, vanilla, vanilla)
+    task_where = {"model": "vit", "task": "fashion-mnist"}
+    rows = grid_rows(task_where, grid, vanilla, vanilla)
     checks = []
     for blocks in WASI_BLOCKS:
-        where = {"model": "vit", "task": "fashion-mnist", "wasi_blocks": blocks}
+        where = task_where | {"wasi_blocks": blocks}
         wasi, runs = best_of(source, task.target, "wasi", args.wasi_lrs, args, batch_size=VIT_BATCH,
                              layers=mlp_layers(source, blocks), params=WASI_PARAMS)
         rows += grid_rows(where, runs, wasi, vanilla)
