@@ -57,6 +57,12 @@ class Stage:
     new_exits: tuple[int, ...]
     name: str
 
+    @classmethod
+    def whole(cls, n: int, name: str) -> Stage:
+        """One stage in which all ``n`` exits are new and every segment and head learns."""
+        every = tuple(range(n))
+        return cls(depth=n, train_stages=every, train_heads=every, new_exits=every, name=name)
+
     def modules(self, net: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
         """(trained, frozen) modules among the ``depth`` stages and heads that run."""
         trained, frozen = [], []

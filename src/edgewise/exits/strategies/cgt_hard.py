@@ -82,9 +82,7 @@ class CGTHard(ExitStrategy):
     def stages(self, net: nn.Module) -> list[Stage]:
         n = num_exits(net)
         self.exit_weights(n, 0, 1)  # checks lengths before training starts
-        every = tuple(range(n))
-        return [Stage(depth=n, train_stages=every, train_heads=every, new_exits=every,
-                      name="cgt")]
+        return [Stage.whole(n, "cgt")]
 
     def exit_weights(self, n: int, epoch: int, epochs: int) -> list[float]:
         """``lambda_e(t)`` for ``n`` exits at 0-based ``epoch`` of ``epochs``."""

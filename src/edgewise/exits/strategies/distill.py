@@ -63,9 +63,7 @@ class Distill(ExitStrategy):
     def stages(self, net: nn.Module) -> list[Stage]:
         n = num_exits(net)
         check_length(self.name, "weights", self.params.weights, n)
-        every = tuple(range(n))
-        return [Stage(depth=n, train_stages=every, train_heads=every, new_exits=every,
-                      name="distill")]
+        return [Stage.whole(n, "distill")]
 
     def loss(self, outputs: Sequence[Tensor], target: Tensor, run: Run) -> Tensor:
         p = self.params

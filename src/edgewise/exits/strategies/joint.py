@@ -63,9 +63,7 @@ class Joint(ExitStrategy):
     def stages(self, net: nn.Module) -> list[Stage]:
         n = num_exits(net)
         self.exit_weights(n, 0, 1)  # checks the weights' length now, not mid-training
-        every = tuple(range(n))
-        return [Stage(depth=n, train_stages=every, train_heads=every, new_exits=every,
-                      name="joint")]
+        return [Stage.whole(n, "joint")]
 
     def exit_weights(self, n: int, epoch: int, epochs: int) -> list[float]:
         """Weight of each of ``n`` exits at 0-based ``epoch`` of ``epochs``."""

@@ -248,18 +248,6 @@ class ASI(Compressor):
                     isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1,
                     "an int >= 1")
 
-    def planned_ranks(
-        self,
-        model: nn.Module,
-        targets: dict[str, nn.Module],
-        budget_bytes: int | None,
-        calibration_batch: CalibrationBatch | None,
-    ) -> dict[str, tuple[int, ...]]:
-        """Plan (see `plan_ranks`), keep the plan in ``plan_`` and return the ranks per target."""
-        self.plan_ = plan_ranks(model, targets, calibration_batch, self.candidates, self.epsilon,
-                                budget_bytes, self.name)
-        return {name: option.ranks for name, option in self.plan_.items()}
-
     def wrap(
         self,
         model: nn.Module,
@@ -268,5 +256,12 @@ class ASI(Compressor):
         budget_bytes: int | None,
         calibration_batch: CalibrationBatch | None,
     ) -> dict[str, nn.Module]:
-        ranks = self.planned_ranks(model, targets, budget_bytes, calibration_batch)
-        return {name: compressed(layer, SubspaceCodec(ranks[name], self.steps)) for name, layer in targets.items()}
+        """Plan the ranks (see `plan_ranks`, kept in ``plan_``), then replace each target."""
+        self.plan_ = plan_ranks(model, targets, calibration_batch, self.candidates, self.epsilon,
+                                budget_bytes, self.name)
+        return {name: self.replacement(layer, SubspaceCodec(self.plan_[name].ranks, self.steps))
+                for name, layer in targets.items()}
+
+    def replacement(self, layer: nn.Module, codec: SubspaceCodec) -> nn.Module:
+        """The layer that stands for `layer`, its input saved through `codec`."""
+        return compressed(layer, codec)

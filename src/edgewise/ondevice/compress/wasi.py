@@ -44,7 +44,6 @@ from torch.autograd.function import once_differentiable
 from edgewise.errors import check_param
 from edgewise.ondevice.compress.asi import ASI, SubspaceCodec
 from edgewise.ondevice.compress.base import (
-    CalibrationBatch,
     Codec,
     Compressed,
     is_fraction,
@@ -134,16 +133,6 @@ class WASI(ASI):
         check_param(self.name, "weight_epsilon", self.weight_epsilon, is_fraction(self.weight_epsilon),
                     "in (0, 1]")
 
-    def wrap(
-        self,
-        model: nn.Module,
-        targets: dict[str, nn.Module],
-        *,
-        budget_bytes: int | None,
-        calibration_batch: CalibrationBatch | None,
-    ) -> dict[str, nn.Module]:
-        ranks = self.planned_ranks(model, targets, budget_bytes, calibration_batch)
-        return {
-            name: FactoredLinear(layer, self.weight_epsilon, SubspaceCodec(ranks[name], self.steps))
-            for name, layer in targets.items()
-        }
+    def replacement(self, layer: nn.Module, codec: SubspaceCodec) -> nn.Module:
+        """`layer` with its weight factored at `weight_epsilon`, its input saved through `codec`."""
+        return FactoredLinear(layer, self.weight_epsilon, codec)
