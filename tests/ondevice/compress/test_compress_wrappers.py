@@ -46,7 +46,8 @@ CONVS = [
 ]
 
 
-@pytest.mark.parametrize("codec", [FullRankCodec(), VarianceCodec(1.0), SubspaceCodec((6, 8, 9, 11))])
+@pytest.mark.parametrize("codec", [FullRankCodec(), VarianceCodec(1.0), VarianceCodec(1.0, modes=(0,)),
+                                   SubspaceCodec((6, 8, 9, 11))])
 @pytest.mark.parametrize("options", CONVS)
 def test_full_rank_conv_gradients_equal_the_dense_ones(codec, options):
     torch.manual_seed(0)
@@ -55,7 +56,7 @@ def test_full_rank_conv_gradients_equal_the_dense_ones(codec, options):
     compare_to_dense(dense, CompressedConv2d(dense, codec), x)
 
 
-@pytest.mark.parametrize("codec", [FullRankCodec(), VarianceCodec(1.0)])
+@pytest.mark.parametrize("codec", [FullRankCodec(), VarianceCodec(1.0), VarianceCodec(1.0, modes=(0,))])
 @pytest.mark.parametrize("shape", [(6, 10), (4, 5, 10)])
 def test_full_rank_linear_gradients_equal_the_dense_ones(codec, shape):
     torch.manual_seed(0)
