@@ -9,9 +9,10 @@ selection methods without a budget (last-k on the layers the compressors
 take), svd / hosvd / asi on the last layers (24 on mobilenetv2, 4 on resnet-8;
 their learning rate, too, picked on validation), and
 the budgeted selection methods under 256 kB of saved activations plus weight
-gradients per step (3 seeds each, compared on their mean). Then WASI (on the MLP linear layers of the last block, and
-of all blocks, plus the head) against vanilla on the vit at batch size 32,
-each scope beside the same layers trained with exact gradients.
+gradients per step (3 seeds each, compared on their mean). Then WASI (on the
+MLP linear layers of the last block, and of all blocks, plus the head) against
+vanilla on the vit at batch size 32, each scope beside the same layers trained
+with exact gradients.
 Memory is measured (saved-tensor hooks, deduplicated) at every training step;
 a budgeted run that exceeded its budget would have stopped with an error.
 Ratios are against vanilla measured in the same run; accuracies are on the
