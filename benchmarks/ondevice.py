@@ -185,7 +185,7 @@ def convnets(args) -> tuple[list[dict], list[dict]]:
     """Every method on the conv nets and tasks; the checks of the asi and budget targets."""
     rows, checks = [], []
     tasks = {t: transfer_task(t, limit=args.limit, source_limit=args.source_limit) for t in args.tasks}
-    for model_name in MODELS:
+    for model_name in (m for m in MODELS if m in args.models):
         source = source_model(model_name, tasks[args.tasks[0]], args)  # every task's source: F-MNIST 0-4
         for task_name, task in tasks.items():
             print(f"{model_name} on {task_name}: {len(task.target.train)} training images", flush=True)
@@ -315,6 +315,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: the small kernels of batch 8 gain nothing from more)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ondevice.json")
+    parser.add_argument("--models", nargs="+", default=[*MODELS, "vit"], choices=[*MODELS, "vit"],
+                        help="a part of the benchmark (its targets need all three, in one run)")
     parser.add_argument("--cache", type=Path, default=Path("runs") / "ondevice-bench-sources",
                         help="where the pretrained source models are kept between runs")
     args = parser.parse_args()
@@ -332,7 +334,7 @@ def main() -> None:
         args.seeds, args.widenings = BUDGET_SEEDS, GRID_WIDENINGS
     started = time.perf_counter()
     rows, checks = convnets(args)
-    vit_rows, vit_checks = vit(args)
+    vit_rows, vit_checks = vit(args) if "vit" in args.models else ([], [])
     payload = {
         "quick": args.quick,
         "batch_size": BATCH,
@@ -344,6 +346,7 @@ def main() -> None:
         "source_train_images": args.source_limit,
         "pretrain_epochs": args.pretrain_epochs or PRETRAIN_EPOCHS,
         "asi_budget": f"vanilla's measured activations / {ASI_SHARE}",
+        "models": args.models,
         "compressed_layers": COMPRESSED_LAYERS,
         "lr_grid": {"vanilla": args.vanilla_lrs, "compressors": args.compressor_lrs,
                     "budgeted": args.budget_lrs, "wasi": args.wasi_lrs, "widening_factor": GRID_STEP,
@@ -359,12 +362,14 @@ def main() -> None:
         "checks": checks + vit_checks,
     }
     path = report.write_result(args.out, payload, kind="benchmark-ondevice")
-    first = [r for r in rows if r["model"] == "mobilenetv2" and r["task"] == args.tasks[0]
-             and r.get("best_lr", True) and r.get("seed", 0) == 0]
-    report.bar_plot(args.out.with_suffix(".png"),
-                    {f"{r['method']}{'@256' if r['budget_kb'] else ''}": r["total"] / KB for r in first},
-                    ylabel="training memory per step (kB)",
-                    title=f"mobilenetv2 on {args.tasks[0]}, batch {BATCH}: total measured memory")
+    plotted = next((m for m in MODELS if m in args.models), None)
+    if plotted is not None:
+        first = [r for r in rows if r["model"] == plotted and r["task"] == args.tasks[0]
+                 and r.get("best_lr", True) and r.get("seed", 0) == 0]
+        report.bar_plot(args.out.with_suffix(".png"),
+                        {f"{r['method']}{'@256' if r['budget_kb'] else ''}": r["total"] / KB for r in first},
+                        ylabel="training memory per step (kB)",
+                        title=f"{plotted} on {args.tasks[0]}, batch {BATCH}: total measured memory")
     report.print_table(
         "on-device fine-tuning (measured per step)",
         ["model", "task", "method", "budget kB", "saved kB", "grads kB", "total kB", "ms/step", "acc %"],
