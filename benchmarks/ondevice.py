@@ -69,7 +69,7 @@ COMPRESSOR_LRS = (0.05, 0.1)
 BUDGET_LRS = (0.1, 0.2)
 # Each grid widens past an edge that wins, by this factor, up to GRID_WIDENINGS times per edge:
 # the first full runs' grids stopped at 0.1 while asi on resnet-8 was best there (at 0.2 it gained
-# 2.0 points on Fashion-MNIST and 3.6 on digits), and vanilla on digits was best there too.
+# 2.0 points on Fashion-MNIST and 3.6 on digits), and vanilla on resnet-8 / digits was best there.
 GRID_STEP = 2.0
 GRID_WIDENINGS = 2
 VIT_BATCH = 32
@@ -133,6 +133,9 @@ def best_of(source, target, method: str, lrs, args, **options):
     not shown to be the best."""
     runs, tried = [], []
 
+    def best() -> tuple:
+        return max(runs, key=lambda pair: pair[0].val_accuracy)
+
     def attempt(lr: float) -> None:
         tried.append(lr)
         try:
@@ -144,7 +147,7 @@ def best_of(source, target, method: str, lrs, args, **options):
         attempt(lr)
     up = down = 0  # widenings so far past the top and the bottom edge
     while runs:
-        best_lr = max(runs, key=lambda pair: pair[0].val_accuracy)[1]
+        best_lr = best()[1]
         if best_lr == max(tried) and up < args.widenings:
             up += 1
             attempt(best_lr * GRID_STEP)
@@ -155,7 +158,7 @@ def best_of(source, target, method: str, lrs, args, **options):
             break
     if not runs:
         raise TrainingDiverged(f"{method} diverged at every learning rate of {lrs}.")
-    return max(runs, key=lambda pair: pair[0].val_accuracy)[0], sorted(runs, key=lambda pair: pair[1])
+    return best()[0], sorted(runs, key=lambda pair: pair[1])
 
 
 def source_model(name: str, task, args) -> torch.nn.Module:
@@ -228,18 +231,17 @@ def budgeted_runs(source, target, method: str, vanilla, args) -> tuple[list[dict
             print(f"  {method:<11}      lr {lr:<5} another seed: {exc}", flush=True)
             unusable.append(lr)
             continue
-        rows = [row(r, vanilla, BUDGET_KB) | {"seed": args.seeds[0], "lr": grid_lr, "best_lr": r is first,
-                                              "diverged_on_another_seed": grid_lr in unusable}
-                for r, grid_lr in grid]
-        rows += [row(r, vanilla, BUDGET_KB) | {"seed": seed, "lr": lr, "best_lr": True}
-                 for r, seed in zip(others, args.seeds[1:], strict=True)]
+        rows = [r | {"diverged_on_another_seed": r["lr"] in unusable}
+                for r in grid_rows({"seed": args.seeds[0]}, grid, first, vanilla, BUDGET_KB)]
+        for seed, other in zip(args.seeds[1:], others, strict=True):
+            rows += grid_rows({"seed": seed}, [(other, lr)], other, vanilla, BUDGET_KB)
         return rows, [first, *others]
     raise TrainingDiverged(f"{method} diverged on some seed at every learning rate of its grid.")
 
 
-def grid_rows(where: dict, runs, best, vanilla) -> list[dict]:
+def grid_rows(where: dict, runs, best, vanilla, budget_kb=None) -> list[dict]:
     """Rows of a learning-rate grid, the chosen run marked."""
-    return [where | row(r, vanilla) | {"lr": lr, "best_lr": r is best} for r, lr in runs]
+    return [where | row(r, vanilla, budget_kb) | {"lr": lr, "best_lr": r is best} for r, lr in runs]
 
 
 def check_targets(found: dict, budgeted: dict, peaks: dict) -> dict:
