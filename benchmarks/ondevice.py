@@ -21,11 +21,16 @@ test split.
 
     python benchmarks/ondevice.py            # full run
     python benchmarks/ondevice.py --quick    # smoke run on small subsets
+    # or in parts, one core each, then one results file from the parts:
+    python benchmarks/ondevice.py --models mobilenetv2 --out runs/a.json &
+    python benchmarks/ondevice.py --models resnet vit --out runs/b.json
+    python benchmarks/ondevice.py --combine runs/a.json runs/b.json
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +38,7 @@ import torch
 
 from edgewise import engine, report
 from edgewise.engine import TrainingDiverged
+from edgewise.errors import DataError
 from edgewise.ondevice import FinetuneConfig, finetune, pretrain, transfer_task
 from edgewise.ondevice.finetune import load_source, save_source
 from edgewise.ondevice.memory import KB
@@ -309,19 +315,8 @@ def vit(args) -> tuple[list[dict], list[dict]]:
     return rows, checks
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 epochs on 400 images, one task, pretraining on 6000 images")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: the small kernels of batch 8 gain nothing from more)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "ondevice.json")
-    parser.add_argument("--models", nargs="+", default=[*MODELS, "vit"], choices=[*MODELS, "vit"],
-                        help="a part of the benchmark (its targets need all three, in one run)")
-    parser.add_argument("--cache", type=Path, default=Path("runs") / "ondevice-bench-sources",
-                        help="where the pretrained source models are kept between runs")
-    args = parser.parse_args()
+def measure(args) -> dict:
+    """Run the parts of the benchmark that `args.models` names; its payload."""
     if args.quick:
         args.epochs, args.limit, args.source_limit, args.pretrain_epochs = 2, 400, 6000, 2
         args.tasks, args.repeats = TASKS[:1], 5
@@ -337,7 +332,7 @@ def main() -> None:
     started = time.perf_counter()
     rows, checks = convnets(args)
     vit_rows, vit_checks = vit(args) if "vit" in args.models else ([], [])
-    payload = {
+    return {
         "quick": args.quick,
         "batch_size": BATCH,
         "vit_batch_size": VIT_BATCH,
@@ -363,15 +358,52 @@ def main() -> None:
         "exact_reference_params": EXACT_PARAMS,
         "checks": checks + vit_checks,
     }
-    path = report.write_result(args.out, payload, kind="benchmark-ondevice")
-    plotted = next((m for m in MODELS if m in args.models), None)
+
+
+PART_OWN = ("models", "seconds", "rows", "checks")  # what each part of a combined run measured
+
+
+def combine(paths: list[Path]) -> dict:
+    """One payload from parts of the benchmark run side by side (`--models`, one process per
+    core: the full run takes over 2 h on one). The parts must share every setting and no model;
+    each model's ratios are against its own vanilla, measured in the same part."""
+    order = [*MODELS, "vit"]
+    parts = [(path, report.read_result(path, kind="benchmark-ondevice")["payload"]) for path in paths]
+    for path, part in parts:
+        if not part.get("models") or not set(part["models"]) <= set(order):
+            raise DataError(f"{path} does not say which of {order} it measured.")
+    parts.sort(key=lambda pair: min(order.index(m) for m in pair[1]["models"]))
+    settings = {k: v for k, v in parts[0][1].items() if k not in PART_OWN}
+    for path, part in parts:
+        differing = sorted(k for k in {*settings, *part} - set(PART_OWN) if part.get(k) != settings.get(k))
+        if differing:
+            raise DataError(f"{path} was run with other settings than {parts[0][0]}: {', '.join(differing)}.")
+    models = [m for _, part in parts for m in part["models"]]
+    if len(set(models)) < len(models):
+        raise DataError(f"the parts {', '.join(map(str, paths))} measure a model twice: {models}.")
+    return settings | {
+        "models": models,
+        "seconds": max(part["seconds"] for _, part in parts),  # the parts ran at the same time
+        "parts": [{"file": path.name, "models": part["models"], "seconds": part["seconds"]}
+                  for path, part in parts],
+        "rows": [r for _, part in parts for r in part["rows"]],
+        "checks": [c for _, part in parts for c in part["checks"]],
+    }
+
+
+def publish(payload: dict, out: Path) -> None:
+    """Write the payload to `out`, the first conv net's memory plot beside it, and the table."""
+    path = report.write_result(out, payload, kind="benchmark-ondevice")
+    rows = payload["rows"]
+    plotted = next((r for r in rows if r["model"] in MODELS), None)
     if plotted is not None:
-        first = [r for r in rows if r["model"] == plotted and r["task"] == args.tasks[0]
+        model, task = plotted["model"], plotted["task"]
+        first = [r for r in rows if r["model"] == model and r["task"] == task
                  and r.get("best_lr", True) and r.get("seed", 0) == 0]
-        report.bar_plot(args.out.with_suffix(".png"),
+        report.bar_plot(out.with_suffix(".png"),
                         {f"{r['method']}{'@256' if r['budget_kb'] else ''}": r["total"] / KB for r in first},
                         ylabel="training memory per step (kB)",
-                        title=f"{plotted} on {args.tasks[0]}, batch {BATCH}: total measured memory")
+                        title=f"{model} on {task}, batch {BATCH}: total measured memory")
     report.print_table(
         "on-device fine-tuning (measured per step)",
         ["model", "task", "method", "budget kB", "saved kB", "grads kB", "total kB", "ms/step", "acc %"],
@@ -380,9 +412,34 @@ def main() -> None:
           + (f" s{r['seed']}" if "seed" in r else ""),
           r["budget_kb"] or "", r["activations"] / KB,
           r["gradients"] / KB, r["total"] / KB, 1e3 * r["step_time_s"], 100 * r["accuracy"]]
-         for r in rows + vit_rows if r.get("best_lr", True)],
+         for r in rows if r.get("best_lr", True)],
     )
     print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 epochs on 400 images, one task, pretraining on 6000 images")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: the small kernels of batch 8 gain nothing from more)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ondevice.json")
+    parser.add_argument("--models", nargs="+", default=[*MODELS, "vit"], choices=[*MODELS, "vit"],
+                        help="a part of the benchmark (its targets need all three: run the rest "
+                             "beside it, then --combine the parts)")
+    parser.add_argument("--cache", type=Path, default=Path("runs") / "ondevice-bench-sources",
+                        help="where the pretrained source models are kept between runs")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="PART",
+                        help="measure nothing: write the results of these parts (files of "
+                             "--models runs) as one run's")
+    args = parser.parse_args()
+    try:
+        payload = combine(args.combine) if args.combine else measure(args)
+    except DataError as exc:
+        print(f"ondevice.py: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    publish(payload, args.out)
 
 
 if __name__ == "__main__":
