@@ -47,6 +47,7 @@ RESULTS = Path(__file__).parent / "results"
 BATCH = 8
 BUDGET_KB = 256
 MODELS = {"mobilenetv2": {"width": 0.35}, "resnet": {"width": 1.0}}
+ALL_MODELS = (*MODELS, "vit")  # the conv nets, then the vit of the WASI part
 TASKS = ("fashion-mnist", "digits")
 UNBUDGETED = ("full", "bias-only", "last-k", "neq", "scotti", "svd", "hosvd", "asi")
 BUDGETED = ("random", "trady", "medyate", "neq-budget", "last-k", "bias-only")
@@ -165,11 +166,11 @@ def best_of(source, target, method: str, lrs, args, **options):
             attempt(best_lr / GRID_STEP)
         else:
             break
-    if runs and best()[1] in (max(tried), min(tried)) and args.widenings:
-        print(f"  {method:<11}      lr {best()[1]:<5} is still the grid's edge after {args.widenings} "
-              "widenings: not shown to be the best", flush=True)
     if not runs:
         raise TrainingDiverged(f"{method} diverged at every learning rate of {lrs}.")
+    if best_lr in (max(tried), min(tried)) and args.widenings:  # the loop stopped at a cap
+        print(f"  {method:<11}      lr {best_lr:<5} is still the grid's edge after {args.widenings} "
+              "widenings: not shown to be the best", flush=True)
     return best()[0], sorted(runs, key=lambda pair: pair[1])
 
 
@@ -373,12 +374,11 @@ def combine(paths: list[Path]) -> dict:
     """One payload from parts of the benchmark run side by side (`--models`, one process per
     core: the full run takes over 2 h on one). The parts must share every setting and no model;
     each model's ratios are against its own vanilla, measured in the same part."""
-    order = [*MODELS, "vit"]
     parts = [(path, report.read_result(path, kind="benchmark-ondevice")["payload"]) for path in paths]
     for path, part in parts:
-        if not part.get("models") or not set(part["models"]) <= set(order):
-            raise DataError(f"{path} does not say which of {order} it measured.")
-    parts.sort(key=lambda pair: min(order.index(m) for m in pair[1]["models"]))
+        if not part.get("models") or not set(part["models"]) <= set(ALL_MODELS):
+            raise DataError(f"{path} does not say which of {list(ALL_MODELS)} it measured.")
+    parts.sort(key=lambda pair: min(ALL_MODELS.index(m) for m in pair[1]["models"]))
     settings = {k: v for k, v in parts[0][1].items() if k not in PART_OWN}
     for path, part in parts:
         differing = sorted(k for k in {*settings, *part} - set(PART_OWN) if part.get(k) != settings.get(k))
@@ -431,7 +431,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: the small kernels of batch 8 gain nothing from more)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ondevice.json")
-    parser.add_argument("--models", nargs="+", default=[*MODELS, "vit"], choices=[*MODELS, "vit"],
+    parser.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS,
                         help="a part of the benchmark (its targets need all three: run the rest "
                              "beside it, then --combine the parts)")
     parser.add_argument("--cache", type=Path, default=Path("runs") / "ondevice-bench-sources",
