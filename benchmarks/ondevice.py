@@ -13,7 +13,7 @@ gradients per step (each at its best learning rate on the first seed, then 3
 seeds at that rate, compared on their mean). Then WASI (on the
 MLP linear layers of the last block, and of all blocks, plus the head) against
 vanilla on the vit at batch size 32, each scope beside the same layers trained
-with exact gradients. Fine-tuning runs 3 epochs on mobilenetv2 and 30 on resnet-8 and
+with exact gradients. Fine-tuning runs 30 epochs on resnet-8 and 3 on mobilenetv2 and
 the vit (`FINETUNE_EPOCHS`).
 Memory is measured (saved-tensor hooks, deduplicated) at every training step;
 a budgeted run that exceeded its budget would have stopped with an error.
@@ -26,9 +26,11 @@ test split.
     python benchmarks/ondevice.py --models mobilenetv2 --out runs/a.json &
     python benchmarks/ondevice.py --models resnet vit --out runs/b.json
     python benchmarks/ondevice.py --combine runs/a.json runs/b.json
-    # or rerun some models and keep the others of an earlier results file:
-    python benchmarks/ondevice.py --models vit --out runs/c.json
-    python benchmarks/ondevice.py --combine benchmarks/results/ondevice.json:mobilenetv2,resnet runs/c.json
+    # or rerun some models (a conv net's tasks side by side) and keep the others of a results file:
+    python benchmarks/ondevice.py --models resnet --tasks fashion-mnist --out runs/c.json &
+    python benchmarks/ondevice.py --models resnet --tasks digits --out runs/d.json
+    python benchmarks/ondevice.py --combine benchmarks/results/ondevice.json:mobilenetv2,vit \
+        runs/c.json runs/d.json
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ GRID_WIDENINGS = 6
 # - asi on resnet-8's last 4 layers / digits: 81 % training accuracy in 3 epochs, 94 % in 10 and
 #   99.9 % in 30; test 84.4 / 91.4 / 96.1 % against vanilla's 91.6 / 95.3 / 97.5 %;
 # - the vit's last block, trained exactly: 80 % training accuracy in 3 epochs (vanilla 89 %); in 30,
-#   84.5 % on test against vanilla's 88.3 % (77.1 against 85.3 % in 3).
-# resnet-8 and the vit run 30 epochs; mobilenetv2 stays at 3 (its part takes 86 min at 3 on one core).
-FINETUNE_EPOCHS = {"mobilenetv2": 3, "resnet": 30, "vit": 30}
+#   84.5 % on test against vanilla's 88.3 % (77.1 against 85.3 % in 3), where wasi at lr 0.2 diverged.
+# resnet-8 runs 30 epochs (its part, in two tasks side by side, about 70 min on two cores);
+# mobilenetv2 (86 min at 3 epochs on one core) and the vit stay at 3 until a run can afford more.
+FINETUNE_EPOCHS = {"mobilenetv2": 3, "resnet": 30, "vit": 3}
 VIT_BATCH = 32
 # WASI trains the MLP linear layers (the paper's main-results scope) of the last 1 or of all 6
 # blocks, plus the head. Training any block makes backward keep its attention, LayerNorm and GELU
@@ -345,13 +348,13 @@ def measure(args) -> dict:
     """Run the parts of the benchmark that `args.models` names; its payload."""
     if args.quick:
         args.epochs, args.limit, args.source_limit, args.pretrain_epochs = dict.fromkeys(ALL_MODELS, 2), 400, 6000, 2
-        args.tasks, args.repeats = TASKS[:1], 5
+        args.tasks, args.repeats = args.tasks[:1], 5
         args.vanilla_lrs, args.compressor_lrs, args.wasi_lrs = VANILLA_LRS[1:2], COMPRESSOR_LRS[:1], WASI_LRS[:1]
         args.budget_lrs = BUDGET_LRS[:1]
         args.seeds, args.widenings = BUDGET_SEEDS[:2], 0
     else:
         args.epochs, args.limit, args.source_limit, args.pretrain_epochs = FINETUNE_EPOCHS, 1200, None, None
-        args.tasks, args.repeats = TASKS, 20
+        args.repeats = 20
         args.vanilla_lrs, args.compressor_lrs, args.wasi_lrs = VANILLA_LRS, COMPRESSOR_LRS, WASI_LRS
         args.budget_lrs = BUDGET_LRS
         args.seeds, args.widenings = BUDGET_SEEDS, GRID_WIDENINGS
@@ -415,12 +418,13 @@ def read_part(spec: str) -> tuple[Path, dict, list[str]]:
 
 def combine(specs: list[str]) -> dict:
     """One payload from parts of the benchmark run side by side (`--models`, one process per
-    core: the full run takes over 2 h on one), or from the models of an earlier results file
+    core: the full run takes over 2 h on one; a model's tasks may be parts too), or from the models of an earlier results file
     and a rerun of the others (FILE:MODEL,...). The parts must share every setting but the
     per-model ones, and no model; each model's ratios are against its own vanilla, measured in
     the same part. A part may itself be a combined file."""
     parts = sorted((read_part(spec) for spec in specs),
-                   key=lambda part: min(ALL_MODELS.index(m) for m in part[2]))
+                   key=lambda part: min((ALL_MODELS.index(r["model"]), TASKS.index(r["task"]))
+                                        for r in part[1]["rows"] if r["model"] in part[2]))
 
     def shared(payload: dict) -> dict:
         return {k: v for k, v in payload.items() if k not in PART_OWN + PER_MODEL}
@@ -430,9 +434,11 @@ def combine(specs: list[str]) -> dict:
         differing = sorted(k for k in {*settings, *shared(payload)} if payload.get(k) != settings.get(k))
         if differing:
             raise DataError(f"{path} was run with other settings than {parts[0][0]}: {', '.join(differing)}.")
-    models = [m for *_, taken in parts for m in taken]
-    if len(set(models)) < len(models):
-        raise DataError(f"the parts {', '.join(specs)} measure a model twice: {models}.")
+    pairs = [pair for _, payload, taken in parts
+             for pair in {(r["model"], r["task"]): None for r in payload["rows"] if r["model"] in taken}]
+    if len(set(pairs)) < len(pairs):
+        raise DataError(f"the parts {', '.join(specs)} measure a model on a task twice: {pairs}.")
+    models = list(dict.fromkeys(m for *_, taken in parts for m in taken))
     per_model = {k: {m: model_setting(payload.get(k), m) for _, payload, taken in parts for m in taken
                      if model_setting(payload.get(k), m) is not None} for k in PER_MODEL}
     sources = [  # the files each model was measured in (a combined file brings the parts it was made of)
@@ -488,6 +494,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS,
                         help="a part of the benchmark (its targets need all three: run the rest "
                              "beside it, then --combine the parts)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
+                        help="the conv nets' transfer tasks (a part of the benchmark, as --models)")
     parser.add_argument("--cache", type=Path, default=Path("runs") / "ondevice-bench-sources",
                         help="where the pretrained source models are kept between runs")
     parser.add_argument("--combine", nargs="+", metavar="PART",
