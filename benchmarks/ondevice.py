@@ -36,6 +36,7 @@ test split.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -423,8 +424,7 @@ def combine(specs: list[str]) -> dict:
     per-model ones, and no model; each model's ratios are against its own vanilla, measured in
     the same part. A part may itself be a combined file."""
     parts = sorted((read_part(spec) for spec in specs),
-                   key=lambda part: min((ALL_MODELS.index(r["model"]), TASKS.index(r["task"]))
-                                        for r in part[1]["rows"] if r["model"] in part[2]))
+                   key=lambda part: min(ALL_MODELS.index(m) for m in part[2]))
 
     def shared(payload: dict) -> dict:
         return {k: v for k, v in payload.items() if k not in PART_OWN + PER_MODEL}
@@ -436,11 +436,21 @@ def combine(specs: list[str]) -> dict:
             raise DataError(f"{path} was run with other settings than {parts[0][0]}: {', '.join(differing)}.")
     pairs = [pair for _, payload, taken in parts
              for pair in {(r["model"], r["task"]): None for r in payload["rows"] if r["model"] in taken}]
-    if len(set(pairs)) < len(pairs):
-        raise DataError(f"the parts {', '.join(specs)} measure a model on a task twice: {pairs}.")
-    models = list(dict.fromkeys(m for *_, taken in parts for m in taken))
-    per_model = {k: {m: model_setting(payload.get(k), m) for _, payload, taken in parts for m in taken
-                     if model_setting(payload.get(k), m) is not None} for k in PER_MODEL}
+    twice = sorted({pair for pair in pairs if pairs.count(pair) > 1})
+    if twice:
+        raise DataError(f"the parts {', '.join(specs)} measure a model on a task twice: "
+                        f"{', '.join(' on '.join(pair) for pair in twice)}.")
+    models = [m for m in ALL_MODELS if any(m in taken for *_, taken in parts)]
+
+    def in_order(entries: list[dict]) -> list[dict]:  # by model, then task; each part's order kept
+        return sorted(entries, key=lambda e: (ALL_MODELS.index(e["model"]), TASKS.index(e["task"])))
+    per_model = {k: {} for k in PER_MODEL}
+    for path, payload, taken in parts:  # a model's tasks may come from several parts: they must agree
+        for k, m in itertools.product(PER_MODEL, taken):
+            value = model_setting(payload.get(k), m)
+            if value is not None and per_model[k].setdefault(m, value) != value:
+                raise DataError(f"{path} was run with another {k} for {m} than the other parts.")
+    per_model = {k: {m: values[m] for m in models if m in values} for k, values in per_model.items()}
     sources = [  # the files each model was measured in (a combined file brings the parts it was made of)
         entry | {"models": [m for m in entry["models"] if m in taken]}
         for path, payload, taken in parts
@@ -452,8 +462,9 @@ def combine(specs: list[str]) -> dict:
         "models": models,
         "seconds": max(entry["seconds"] for entry in sources),  # the parts ran at the same time
         "parts": sources,
-        "rows": [r for _, payload, taken in parts for r in payload["rows"] if r["model"] in taken],
-        "checks": [c for _, payload, taken in parts for c in payload["checks"] if c["model"] in taken],
+        "rows": in_order([r for _, payload, taken in parts for r in payload["rows"] if r["model"] in taken]),
+        "checks": in_order([c for _, payload, taken in parts for c in payload["checks"]
+                            if c["model"] in taken]),
     }
 
 
