@@ -417,12 +417,29 @@ def read_part(spec: str) -> tuple[Path, dict, list[str]]:
     return path, payload, taken
 
 
+def by_model_and_task(entries: list[dict]) -> list[dict]:
+    """Rows or checks ordered by model, then task; entries of one model and task keep their order."""
+    return sorted(entries, key=lambda e: (ALL_MODELS.index(e["model"]), TASKS.index(e["task"])))
+
+
+def per_model_settings(parts: list[tuple[Path, dict, list[str]]], models: list[str]) -> dict:
+    """Each `PER_MODEL` setting as a dict by model, from the parts each model was taken from
+    (a model's tasks may come from several parts: they must agree)."""
+    settings = {k: {} for k in PER_MODEL}
+    for path, payload, taken in parts:
+        for k, m in itertools.product(PER_MODEL, taken):
+            value = model_setting(payload.get(k), m)
+            if value is not None and settings[k].setdefault(m, value) != value:
+                raise DataError(f"{path} was run with another {k} for {m} than the other parts.")
+    return {k: {m: values[m] for m in models if m in values} for k, values in settings.items()}
+
+
 def combine(specs: list[str]) -> dict:
-    """One payload from parts of the benchmark run side by side (`--models`, one process per
-    core: the full run takes over 2 h on one; a model's tasks may be parts too), or from the models of an earlier results file
+    """One payload from parts of the benchmark run side by side (`--models`, and a conv net's
+    tasks with `--tasks`, one process per core), or from some models of an earlier results file
     and a rerun of the others (FILE:MODEL,...). The parts must share every setting but the
-    per-model ones, and no model; each model's ratios are against its own vanilla, measured in
-    the same part. A part may itself be a combined file."""
+    per-model ones, and measure no model on a task twice; each model's ratios are against its own
+    vanilla, measured in the same part. A part may itself be a combined file."""
     parts = sorted((read_part(spec) for spec in specs),
                    key=lambda part: min(ALL_MODELS.index(m) for m in part[2]))
 
@@ -441,16 +458,6 @@ def combine(specs: list[str]) -> dict:
         raise DataError(f"the parts {', '.join(specs)} measure a model on a task twice: "
                         f"{', '.join(' on '.join(pair) for pair in twice)}.")
     models = [m for m in ALL_MODELS if any(m in taken for *_, taken in parts)]
-
-    def in_order(entries: list[dict]) -> list[dict]:  # by model, then task; each part's order kept
-        return sorted(entries, key=lambda e: (ALL_MODELS.index(e["model"]), TASKS.index(e["task"])))
-    per_model = {k: {} for k in PER_MODEL}
-    for path, payload, taken in parts:  # a model's tasks may come from several parts: they must agree
-        for k, m in itertools.product(PER_MODEL, taken):
-            value = model_setting(payload.get(k), m)
-            if value is not None and per_model[k].setdefault(m, value) != value:
-                raise DataError(f"{path} was run with another {k} for {m} than the other parts.")
-    per_model = {k: {m: values[m] for m in models if m in values} for k, values in per_model.items()}
     sources = [  # the files each model was measured in (a combined file brings the parts it was made of)
         entry | {"models": [m for m in entry["models"] if m in taken]}
         for path, payload, taken in parts
@@ -458,13 +465,14 @@ def combine(specs: list[str]) -> dict:
         or [{"file": path.name, "models": payload["models"], "seconds": payload["seconds"]}]
         if set(entry["models"]) & set(taken)
     ]
-    return settings | per_model | {
+    return settings | per_model_settings(parts, models) | {
         "models": models,
         "seconds": max(entry["seconds"] for entry in sources),  # the parts ran at the same time
         "parts": sources,
-        "rows": in_order([r for _, payload, taken in parts for r in payload["rows"] if r["model"] in taken]),
-        "checks": in_order([c for _, payload, taken in parts for c in payload["checks"]
-                            if c["model"] in taken]),
+        "rows": by_model_and_task([r for _, payload, taken in parts for r in payload["rows"]
+                                   if r["model"] in taken]),
+        "checks": by_model_and_task([c for _, payload, taken in parts for c in payload["checks"]
+                                     if c["model"] in taken]),
     }
 
 
