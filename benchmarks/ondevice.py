@@ -246,8 +246,13 @@ def convnets(args) -> tuple[list[dict], list[dict]]:
                     rows.append(where | row(result, vanilla))
             budgeted, peaks = {}, {}
             for method in BUDGETED:
-                budget_rows, budgeted[method] = budgeted_runs(source, task.target, method, vanilla,
-                                                              args, epochs)
+                try:
+                    budget_rows, budgeted[method] = budgeted_runs(source, task.target, method, vanilla,
+                                                                  args, epochs)
+                except TrainingDiverged as exc:  # a method lost, not the whole benchmark
+                    print(f"  {method:<11}      {exc}", flush=True)
+                    rows.append(where | {"method": method, "budget_kb": BUDGET_KB, "diverged": str(exc)})
+                    continue
                 rows += [where | r for r in budget_rows]
                 peaks[method] = max(r["budgeted"] for r in budget_rows)
             checks.append(where | check_targets(found, budgeted, peaks))
@@ -288,7 +293,7 @@ def check_targets(found: dict, budgeted: dict, peaks: dict) -> dict:
     """The issue's targets for one model and task, with by how much each is met or missed."""
     vanilla, asi = found["vanilla"], found["asi"]
     mean = {m: sum(r.accuracy for r in runs) / len(runs) for m, runs in budgeted.items()}
-    static = max(STATIC, key=mean.get)
+    static = max((m for m in STATIC if m in mean), key=mean.get, default=None)
     checks = {
         "asi_activations_x_less": vanilla.activations / asi.activations,
         "asi_accuracy_drop_points": 100 * (vanilla.accuracy - asi.accuracy),
@@ -300,10 +305,11 @@ def check_targets(found: dict, budgeted: dict, peaks: dict) -> dict:
     checks["asi_target_met"] = (checks["asi_activations_x_less"] >= 100
                                 and checks["asi_accuracy_drop_points"] <= 1.5)
     checks["budget_never_exceeded"] = all(peak <= BUDGET_KB * KB for peak in checks["budgeted_peak_bytes"].values())
-    for method in ("trady", "medyate"):
+    for method in ("trady", "medyate"):  # a method that diverged at every rate misses its target
         margin = {f"vs_{other}_points": 100 * (mean[method] - mean[baseline])
-                  for other, baseline in (("random", "random"), ("best_static", static))}
-        checks[method] = margin | {"target_met": min(margin.values()) >= 0}
+                  for other, baseline in (("random", "random"), ("best_static", static))
+                  if method in mean and baseline in mean}
+        checks[method] = margin | {"target_met": len(margin) == 2 and min(margin.values()) >= 0}
     return checks
 
 
