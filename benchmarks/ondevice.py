@@ -105,8 +105,8 @@ VIT_BATCH = 32
 # inputs (about 6.8 MB per block at batch 32), so only the last block fits 10x less memory.
 WASI_BLOCKS = (1, 6)
 # Both epsilons (activation ranks and weight ranks) at 0.99, not the paper's 0.9: on the last
-# block at lr 0.2 (3 fine-tuning epochs), 0.9 gave 60.5 % and 0.99 71.7 % at 11.7x and 11.4x less total memory (the
-# 3.2 MB of frozen weights dominate it either way).
+# block at lr 0.2 (3 fine-tuning epochs), 0.9 gave 60.5 % and 0.99 71.7 % at 11.7x and 11.4x less
+# total memory (the 3.2 MB of frozen weights dominate it either way).
 WASI_PARAMS = {"epsilon": 0.99, "weight_epsilon": 0.99}
 WASI_LRS = (0.1, 0.2)  # a few trained layers take a larger step than vanilla's grid
 # Beside each WASI scope, the same layers trained with exact gradients (svd at epsilon 1 keeps
@@ -239,9 +239,8 @@ def convnets(args) -> tuple[list[dict], list[dict]]:
                     try:
                         result = run(source, task.target, method, args, epochs=epochs,
                                      params={"k": COMPRESSED_LAYERS[model_name] - 1} if method == "last-k" else {})
-                    except TrainingDiverged as exc:  # a row lost, not the whole benchmark
-                        print(f"  {method:<11}      {exc}", flush=True)
-                        rows.append(where | {"method": method, "diverged": str(exc)})
+                    except TrainingDiverged as exc:
+                        rows.append(where | lost(method, exc))
                         continue
                     rows.append(where | row(result, vanilla))
             budgeted, peaks = {}, {}
@@ -249,14 +248,19 @@ def convnets(args) -> tuple[list[dict], list[dict]]:
                 try:
                     budget_rows, budgeted[method] = budgeted_runs(source, task.target, method, vanilla,
                                                                   args, epochs)
-                except TrainingDiverged as exc:  # a method lost, not the whole benchmark
-                    print(f"  {method:<11}      {exc}", flush=True)
-                    rows.append(where | {"method": method, "budget_kb": BUDGET_KB, "diverged": str(exc)})
+                except TrainingDiverged as exc:
+                    rows.append(where | lost(method, exc, budget_kb=BUDGET_KB))
                     continue
                 rows += [where | r for r in budget_rows]
                 peaks[method] = max(r["budgeted"] for r in budget_rows)
             checks.append(where | check_targets(found, budgeted, peaks))
     return rows, checks
+
+
+def lost(method: str, exc: TrainingDiverged, **fields) -> dict:
+    """The row of a method lost to divergence (a row lost, not the whole benchmark), said aloud."""
+    print(f"  {method:<11}      {exc}", flush=True)
+    return {"method": method, **fields, "diverged": str(exc)}
 
 
 def budgeted_runs(source, target, method: str, vanilla, args, epochs: int) -> tuple[list[dict], list]:
@@ -490,12 +494,12 @@ def combine(specs: list[str]) -> dict:
 def publish(payload: dict, out: Path) -> None:
     """Write the payload to `out`, the first conv net's memory plot beside it, and the table."""
     path = report.write_result(out, payload, kind="benchmark-ondevice")
-    rows = payload["rows"]
+    rows = [r for r in payload["rows"] if "diverged" not in r]  # measured rows only
     plotted = next((r for r in rows if r["model"] in MODELS), None)
     if plotted is not None:
         model, task = plotted["model"], plotted["task"]
         first = [r for r in rows if r["model"] == model and r["task"] == task
-                 and r.get("best_lr", True) and r.get("seed", 0) == 0 and "diverged" not in r]
+                 and r.get("best_lr", True) and r.get("seed", 0) == 0]
         report.bar_plot(out.with_suffix(".png"),
                         {f"{r['method']}{'@256' if r['budget_kb'] else ''}": r["total"] / KB for r in first},
                         ylabel="training memory per step (kB)",
@@ -508,7 +512,7 @@ def publish(payload: dict, out: Path) -> None:
           + (f" s{r['seed']}" if "seed" in r else ""),
           r["budget_kb"] or "", r["activations"] / KB,
           r["gradients"] / KB, r["total"] / KB, 1e3 * r["step_time_s"], 100 * r["accuracy"]]
-         for r in rows if r.get("best_lr", True) and "diverged" not in r],
+         for r in rows if r.get("best_lr", True)],
     )
     print(f"wrote {path}")
 
