@@ -25,6 +25,7 @@ def test_the_standard_message():
         ("device", "tpu"),
         ("eval_batch_size", 0),
         ("threads", 0),
+        ("grad_clip", 0.0),
     ],
 )
 def test_each_bad_value_is_named(field, value):

@@ -129,6 +129,25 @@ def test_only_the_given_parameters_train():
     assert not torch.equal(model[-1].weight, head_before)
 
 
+@pytest.mark.parametrize("clip_factor", [0.25, 4.0])  # below and above the gradient's norm
+def test_clipping_scales_the_step_to_the_clip_norm_as_a_hand_computed_one(clip_factor):
+    splits = tiny_splits()
+    model = tiny_model(plain=True)
+    images, labels = splits.train.tensors
+    F.cross_entropy(model(images), labels).backward()  # the one full-batch step's gradient, by hand
+    before = [p.detach().clone() for p in model.parameters()]
+    gradients = [p.grad.clone() for p in model.parameters()]
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in gradients])).item()
+    clip, lr = clip_factor * norm, 0.5
+    config = TrainConfig(epochs=1, batch_size=len(images), lr=lr, momentum=0.0, nesterov=False,
+                         weight_decay=0.0, schedule="none", grad_clip=clip, device="cpu", threads=1)
+    fit(model, SimpleNamespace(train=splits.train, val=TensorDataset(images[:0], labels[:0])), config,
+        progress=False)
+    scale = min(1.0, clip / norm)
+    for p, start, g in zip(model.parameters(), before, gradients, strict=True):
+        torch.testing.assert_close(p.detach(), start - lr * scale * g, rtol=1e-5, atol=1e-6)
+
+
 def test_a_custom_loss_gets_the_state_and_drives_the_accuracy():
     seen = set()
 

@@ -89,6 +89,9 @@ def finetune_command(
     epochs: int = typer.Option(5, "--epochs", help="Fine-tuning epochs."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per fine-tuning step (the budget is for this size)."),
     lr: float = typer.Option(0.05, "--lr", help="Peak learning rate (SGD without momentum, cosine)."),
+    grad_clip: float = typer.Option(
+        2.0, "--grad-clip", help="Total gradient norm each step is clipped to (the AMC / ASI recipe's 2.0; 0: none)."
+    ),
     limit: int | None = typer.Option(2000, "--limit", help="Cap on the target's training (and validation) images."),
     layers: str = typer.Option(
         "4", "--layers",
@@ -108,7 +111,7 @@ def finetune_command(
     method_kind(method)  # an unknown method fails before any data is read
     configs = [FinetuneConfig(
         method=m, budget_kb=budget_kb if m == method else None, batch_size=batch_size, epochs=epochs,
-        lr=lr, seed=seed, device=device, threads=threads, layers=parse_layers(layers),
+        lr=lr, grad_clip=grad_clip or None, seed=seed, device=device, threads=threads, layers=parse_layers(layers),
         params=parse_params(param) if m == method else {},
     ) for m in ([method, "vanilla"] if with_vanilla and method != "vanilla" else [method])]
     note = budget_note(configs[0])

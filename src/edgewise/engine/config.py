@@ -22,6 +22,8 @@ class TrainConfig:
     takes a random crop (zero padding of H // 8 pixels) and, when `hflip`, a random
     horizontal flip of each training image. `save_best` also keeps
     `checkpoints/best.safetensors`, the weights with the best validation accuracy.
+    `grad_clip` rescales the optimised parameters' gradients to that total L2 norm when
+    theirs is larger, before each step (None: no clipping).
     """
 
     epochs: int = 10
@@ -41,6 +43,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     threads: int | None = None
     save_best: bool = False
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         check_param(OWNER, "epochs", self.epochs, self.epochs >= 1, ">= 1")
@@ -78,6 +81,14 @@ class TrainConfig:
             self.threads,
             self.threads is None or self.threads >= 1,
             "None or >= 1",
+        )
+
+        check_param(
+            OWNER,
+            "grad_clip",
+            self.grad_clip,
+            self.grad_clip is None or self.grad_clip > 0,
+            "None or > 0",
         )
 
     def to_dict(self) -> dict:

@@ -2,8 +2,9 @@
 
 `fit` reads top to bottom: per epoch, shuffle with a generator seeded from
 ``(seed, epoch)``, take batches (this rank's shard when data-parallel), set the
-step's learning rate, compute the loss, stop on a non-finite one, step; then
-validate, let callbacks add metrics, and write the run folder and the checkpoint.
+step's learning rate, compute the loss, stop on a non-finite one, step (gradients
+clipped first when configured); then validate, let callbacks add metrics, and
+write the run folder and the checkpoint.
 Everything a resumed run needs is in the checkpoint (weights, optimizer, random
 states, step), so resuming reproduces an uninterrupted run exactly on the CPU.
 """
@@ -114,6 +115,8 @@ def fit(
                     raise _diverged(epoch, index, step_sums[0].item(), last)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if config.grad_clip is not None:
+                    _clip_gradients(state.optimizer, config.grad_clip)
                 state.optimizer.step()
                 state.step += 1
                 sums += step_sums
@@ -172,6 +175,12 @@ def _prepare(model, config, procs, parameters, resume_from) -> tuple[TrainState,
         return state, model
     device_ids = [procs.device.index] if procs.device.type == "cuda" else None
     return state, DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Scale the optimised parameters' gradients down to a total L2 norm of `max_norm`."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
 
 def _train_metrics(sums: torch.Tensor) -> dict[str, float]:

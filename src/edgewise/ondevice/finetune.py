@@ -99,7 +99,9 @@ class FinetuneConfig:
     budget is then only checked at every step). `probe_size`: validation images whose layer outputs NEq compares;
     `ranking_batches`: training batches of the offline ranking pass (TraDy, MeDyate);
     `layers`: the layers a compressor wraps: how many of the last conv/linear layers, or their
-    qualified names (e.g. only a transformer's MLP layers, as WASI's paper trains)."""
+    qualified names (e.g. only a transformer's MLP layers, as WASI's paper trains).
+    `grad_clip`: the total gradient norm each step is clipped to; 2.0, the AMC / ASI recipe's
+    (None: no clipping)."""
 
     method: str = "full"
     budget_kb: float | None = None
@@ -114,6 +116,7 @@ class FinetuneConfig:
     ranking_batches: int = 8
     layers: int | tuple[str, ...] = 4
     timing_repeats: int = 20
+    grad_clip: float | None = 2.0
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -125,6 +128,8 @@ class FinetuneConfig:
             value = getattr(self, name)
             check_param(owner, name, value, isinstance(value, int) and value >= 1, "an int >= 1")
         check_param(owner, "lr", self.lr, self.lr > 0, "> 0")
+        check_param(owner, "grad_clip", self.grad_clip, self.grad_clip is None or self.grad_clip > 0,
+                    "None or > 0")
         layers = self.layers
         check_param(owner, "layers", layers,
                     (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 1)
@@ -311,13 +316,16 @@ def _prepare_compression(model, head, config, images, labels, budget):
 
 
 def _time_step(model: nn.Module, images: Tensor, labels: Tensor, config: FinetuneConfig) -> float:
-    """Median seconds of one training step (forward, loss, backward, SGD step with lr 0)."""
+    """Median seconds of one training step (forward, loss, backward, gradient clipping as
+    configured, SGD step with lr 0)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.0)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(images), labels).backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
 
     model.train()
@@ -357,7 +365,7 @@ def finetune(
     train = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, momentum=0.0,
         weight_decay=0.0, nesterov=False, schedule=config.schedule, seed=config.seed,
-        device=config.device, threads=config.threads, eval_batch_size=256,
+        device=config.device, threads=config.threads, eval_batch_size=256, grad_clip=config.grad_clip,
     )
     history = fit(model, target, train, run_dir=run_dir, loss_fn=monitor.loss_fn,
                   callbacks=[*callbacks, monitor], parameters=parameters, progress=progress)
