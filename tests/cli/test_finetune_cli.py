@@ -45,6 +45,7 @@ def test_finetune_prints_the_table_and_writes_the_run_folder(tmp_path, monkeypat
     (["--method", "trady", "--budget-kb", "0.5"], "cannot hold even the head"),
     (["--method", "trady", "--budget-kb", "-1"], "The 'kb' parameter of Budget must be > 0. Got -1.0."),
     (["--method", "asi", "--layers", "classifier.fx"], "Did you mean 'classifier.fc'?"),
+    (["--method", "full", "--grad-clip", "-2"], "The 'grad_clip' parameter of finetune must be None or > 0."),
 ])
 def test_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
