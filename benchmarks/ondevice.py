@@ -96,7 +96,7 @@ GRID_WIDENINGS = 6
 #   99.9 % in 30; test 84.4 / 91.4 / 96.1 % against vanilla's 91.6 / 95.3 / 97.5 %;
 # - the vit's last block, trained exactly: 80 % training accuracy in 3 epochs (vanilla 89 %); in 30,
 #   84.5 % on test against vanilla's 88.3 % (77.1 against 85.3 % in 3), where wasi at lr 0.2 diverged.
-# resnet-8 (its two tasks side by side, about 80 min on two cores) and the vit (about 60 min on one)
+# resnet-8 (its two tasks side by side, about 70 min on two cores) and the vit (about 55 min on one)
 # run 30 epochs; mobilenetv2 (86 min at 3 on one core) stays at 3 until a run can afford more.
 FINETUNE_EPOCHS = {"mobilenetv2": 3, "resnet": 30, "vit": 30}
 # Gradient clipping per model: the papers' total norm of 2.0 (AMC / ASI), `FinetuneConfig`'s default.
