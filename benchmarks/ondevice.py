@@ -225,7 +225,7 @@ def source_model(name: str, task, args) -> torch.nn.Module:
 
 def fine_tuning(model: str, args) -> dict:
     """The fine-tuning recipe of `model` that the benchmark sets per model (`FinetuneConfig` fields)."""
-    return {"epochs": args.epochs[model], "grad_clip": args.grad_clip[model]}
+    return {"epochs": args.epochs[model], "grad_clip": GRAD_CLIP[model]}
 
 
 def convnets(args) -> tuple[list[dict], list[dict]]:
@@ -386,7 +386,6 @@ def measure(args) -> dict:
         args.vanilla_lrs, args.compressor_lrs, args.wasi_lrs = VANILLA_LRS, COMPRESSOR_LRS, WASI_LRS
         args.budget_lrs = BUDGET_LRS
         args.seeds, args.widenings = BUDGET_SEEDS, GRID_WIDENINGS
-    args.grad_clip = GRAD_CLIP
     started = time.perf_counter()
     rows, checks = convnets(args)
     vit_rows, vit_checks = vit(args) if "vit" in args.models else ([], [])
@@ -397,7 +396,7 @@ def measure(args) -> dict:
         "budget_kb": BUDGET_KB,
         "kb_bytes": KB,
         "epochs": {m: args.epochs[m] for m in args.models},
-        "grad_clip": {m: args.grad_clip[m] for m in args.models},
+        "grad_clip": {m: GRAD_CLIP[m] for m in args.models},
         "target_train_images": args.limit,
         "source_train_images": args.source_limit,
         "pretrain_epochs": args.pretrain_epochs or PRETRAIN_EPOCHS,

@@ -82,7 +82,6 @@ class TrainConfig:
             self.threads is None or self.threads >= 1,
             "None or >= 1",
         )
-
         check_param(
             OWNER,
             "grad_clip",

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from edgewise.engine.augment import crop_flip
 from edgewise.engine.config import TrainConfig
-from edgewise.engine.optim import build_optimizer, lr_factor, set_lr
+from edgewise.engine.optim import build_optimizer, clip_gradients, lr_factor, set_lr
 from edgewise.engine.rundir import write_json
 from edgewise.engine.runtime import (
     Processes,
@@ -115,8 +115,7 @@ def fit(
                     raise _diverged(epoch, index, step_sums[0].item(), last)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if config.grad_clip is not None:
-                    _clip_gradients(state.optimizer, config.grad_clip)
+                clip_gradients(state.optimizer, config.grad_clip)
                 state.optimizer.step()
                 state.step += 1
                 sums += step_sums
@@ -175,12 +174,6 @@ def _prepare(model, config, procs, parameters, resume_from) -> tuple[TrainState,
         return state, model
     device_ids = [procs.device.index] if procs.device.type == "cuda" else None
     return state, DistributedDataParallel(model, device_ids=device_ids)
-
-
-def _clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
-    """Scale the optimised parameters' gradients down to a total L2 norm of `max_norm`."""
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
 
 def _train_metrics(sums: torch.Tensor) -> dict[str, float]:

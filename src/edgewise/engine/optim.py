@@ -99,6 +99,14 @@ def lr_factor(config: TrainConfig, step_index: int, steps_per_epoch: int) -> flo
     return lookup(SCHEDULES, config.schedule, "schedule")(step_index - warmup, total - warmup)
 
 
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> None:
+    """Scale the gradients of the optimised parameters down to a total L2 norm of `max_norm`
+    when theirs is larger (None: leave them)."""
+    if max_norm is not None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     """Scale every group's initial rate by `factor`."""
     for group in optimizer.param_groups:

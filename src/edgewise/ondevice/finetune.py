@@ -41,6 +41,7 @@ from edgewise.engine import (
     resolve_device,
     save_checkpoint,
 )
+from edgewise.engine.optim import clip_gradients
 from edgewise.errors import UserError, check_param
 from edgewise.models import build, from_spec, spec_of
 from edgewise.ondevice.compress import COMPRESSORS, prepare_compression
@@ -324,8 +325,7 @@ def _time_step(model: nn.Module, images: Tensor, labels: Tensor, config: Finetun
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(images), labels).backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+        clip_gradients(optimizer, config.grad_clip)  # as the training loop's step does
         optimizer.step()
 
     model.train()
